@@ -1,0 +1,1 @@
+"""AnomaLens: anomaly detection for online stores, as a Dagster code location."""

@@ -1,0 +1,143 @@
+"""`anomalens`: the command-line front door (runs through Dagster, so runs show in the UI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+import duckdb
+import yaml
+
+from anomalens_dagster.configs import SettingsFileError, validate_settings
+from anomalens_dagster.constants import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV_VAR, STORE_SCHEMA
+from anomalens_dagster.core.warehouse import CATALOG_TABLES, EVENT_TABLES, qualified
+from anomalens_dagster.instance import ensure_dagster_home
+from anomalens_dagster.resources import check_database_name
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def resolve_db_path(db: str | None) -> Path:
+    """`--db`, else `ANOMALENS_DUCKDB_PATH`, else `data/anomalens.duckdb`, made absolute and exported.
+
+    Exporting it is how the code location (loaded after this) finds the same file.
+    """
+    path = Path(db or os.environ.get(DUCKDB_PATH_ENV_VAR) or DEFAULT_DUCKDB_PATH).resolve()
+    os.environ[DUCKDB_PATH_ENV_VAR] = str(path)
+    return path
+
+
+def load_settings(path: str | None) -> dict[str, dict]:
+    """Read and validate a YAML settings file (sections `simulation`, `training`, `detection`)."""
+    if path is None:
+        return {}
+    try:
+        parsed = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SettingsFileError(f"{path}: cannot read settings file: {error}") from error
+    return validate_settings(parsed, source=path)
+
+
+def run_config_for(settings: dict[str, dict]) -> dict:
+    """Run config giving each op its section of the settings file."""
+    from anomalens_dagster.definitions import OPS_BY_SETTINGS_SECTION
+
+    ops = {}
+    for section, values in settings.items():
+        for op_name in OPS_BY_SETTINGS_SECTION[section]:
+            ops[op_name] = {"config": values}
+    return {"ops": ops}
+
+
+def day_range(days: int, end_date: dt.date | None) -> tuple[dt.date, dt.date]:
+    """First and last day of the run; the last defaults to yesterday (UTC)."""
+    if days < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--days")
+    last = end_date or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
+    return last - dt.timedelta(days=days - 1), last
+
+
+def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        existing = {
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $schema", {"schema": STORE_SCHEMA}
+            ).fetchall()
+        }
+        return [
+            (qualified(table), int(conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]))
+            for table in (*CATALOG_TABLES, *EVENT_TABLES)
+            if table in existing
+        ]
+
+
+@click.group()
+def main() -> None:
+    """AnomaLens: anomaly detection for online stores, on Dagster and DuckDB."""
+
+
+@main.command()
+@click.option("--days", default=7, show_default=True, help="How many days to materialise.")
+@click.option(
+    "--end-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Last day (default: yesterday, UTC)."
+)
+@click.option("--db", default=None, help=f"DuckDB file (default: ${DUCKDB_PATH_ENV_VAR}, else {DEFAULT_DUCKDB_PATH}).")
+@click.option("--settings", "settings_file", default=None, help="YAML file with simulation/training/detection sections.")
+def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: str | None) -> None:
+    """Materialise every asset for the last N days through Dagster, then print a summary."""
+    try:
+        settings = load_settings(settings_file)
+    except SettingsFileError as error:
+        raise click.UsageError(str(error)) from error
+    first, last = day_range(days, end_date.date() if end_date else None)
+    db_path = resolve_db_path(db)
+    try:
+        check_database_name(str(db_path))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from error
+    home = ensure_dagster_home()
+
+    import dagster as dg
+
+    from anomalens_dagster.definitions import defs
+    from anomalens_dagster.jobs import full_pipeline_job
+
+    click.echo(f"AnomaLens: {first} .. {last} ({days} days) into {db_path}")
+    click.echo(f"Dagster instance: {home} (runs show in `make dev`)")
+    result = defs.resolve_job_def(full_pipeline_job.name).execute_in_process(
+        run_config=run_config_for(settings),
+        instance=dg.DagsterInstance.get(),
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        raise_on_error=False,
+    )
+    if not result.success:
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        raise click.ClickException(f"run {result.run_id} failed in step(s) {', '.join(failed)}; see `make dev` for logs")
+    click.echo(f"\nRun {result.run_id} succeeded.\n\nRows per table:")
+    for table, count in table_row_counts(db_path):
+        click.echo(f"  {table:<32} {count:>12,}")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI on 127.0.0.1.")
+@click.option("--db", default=None, help=f"DuckDB file (default: ${DUCKDB_PATH_ENV_VAR}, else {DEFAULT_DUCKDB_PATH}).")
+def dev(port: int, db: str | None) -> None:
+    """Start the Dagster UI and daemon (`dagster dev`) on the same instance and DuckDB file."""
+    resolve_db_path(db)
+    ensure_dagster_home()
+    # A parent that ignores SIGINT/SIGTERM (a script, `make` in the background) would pass that on
+    # through exec and `dagster dev` could not be stopped.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)])
+
+
+if __name__ == "__main__":
+    main()

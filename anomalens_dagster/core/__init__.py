@@ -1,0 +1,1 @@
+"""Pure core: simulator, features, detectors and evaluation. Never imports dagster."""

@@ -1,0 +1,211 @@
+"""Autoencoder detector (Keras 3 on TensorFlow): rows the network cannot reconstruct are anomalous.
+
+`import tensorflow` costs 5-8 s, so Keras is imported only inside `fit`, scoring and unpickling;
+importing this module (and so building the Dagster definitions) never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from anomalens_dagster.constants import (
+    DEFAULT_AUTOENCODER_BATCH_SIZE,
+    DEFAULT_AUTOENCODER_EPOCHS,
+    DEFAULT_AUTOENCODER_PATIENCE,
+    DEFAULT_AUTOENCODER_THRESHOLD_QUANTILE,
+    DEFAULT_AUTOENCODER_VALIDATION_FRACTION,
+    DEFAULT_SEED,
+    DETECTOR_AUTOENCODER,
+)
+from anomalens_dagster.core.detectors.base import Detector
+from anomalens_dagster.core.detectors.preprocessing import TabularPreprocessor
+
+if TYPE_CHECKING:
+    import keras
+
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+
+# Scoring is one forward pass; a large batch amortises Keras' per-batch overhead.
+PREDICT_BATCH_SIZE = 16_384
+
+
+class AutoencoderDetector(Detector):
+    """Dense autoencoder over the preprocessed features; score = mean squared reconstruction error.
+
+    Architecture: width → `hidden_units` (relu) → `encoding_dim` (linear) → `hidden_units` (relu) →
+    width (linear), width being the number of preprocessed columns; by default `encoding_dim` =
+    max(2, width // 3) and `hidden_units` = max(16, 2 × encoding_dim). Trained with Adam on MSE for
+    at most `epochs`, stopping early when the validation loss (a seeded `validation_fraction` of the
+    rows) has not improved for `patience` epochs, keeping the best weights.
+
+    Determinism without touching global random state: every layer's initializer has its own seed
+    derived from `random_state`, the rows are shuffled once with `np.random.default_rng`, and Keras
+    is told not to shuffle — the same data and seed give the same weights and identical scores.
+
+    `threshold_` = the `threshold_quantile` quantile of the training reconstruction errors.
+    `explain` contributions are each feature's squared reconstruction error divided by the width (a
+    categorical feature sums its one-hot columns), so a row's contributions add up to its score.
+    `on_epoch_end(epoch, logs)` is called after every epoch with Keras' 0-based epoch and the losses
+    as floats (e.g. to log progress); it is a runtime
+    hook, not model state, and is not pickled.
+    Fitted: `preprocessor_`, `model_` (a `keras.Model`; pickled as `.keras` bytes).
+    """
+
+    name = DETECTOR_AUTOENCODER
+
+    def __init__(
+        self,
+        numeric_features: Sequence[str],
+        categorical_features: Sequence[str] = (),
+        encoding_dim: int | None = None,
+        hidden_units: int | None = None,
+        epochs: int = DEFAULT_AUTOENCODER_EPOCHS,
+        batch_size: int = DEFAULT_AUTOENCODER_BATCH_SIZE,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = DEFAULT_AUTOENCODER_VALIDATION_FRACTION,
+        patience: int = DEFAULT_AUTOENCODER_PATIENCE,
+        threshold_quantile: float = DEFAULT_AUTOENCODER_THRESHOLD_QUANTILE,
+        random_state: int = DEFAULT_SEED,
+        log_skewed: bool = True,
+        on_epoch_end: EpochCallback | None = None,
+    ) -> None:
+        self.numeric_features = numeric_features
+        self.categorical_features = categorical_features
+        self.encoding_dim = encoding_dim
+        self.hidden_units = hidden_units
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.threshold_quantile = threshold_quantile
+        self.random_state = random_state
+        self.log_skewed = log_skewed
+        self.on_epoch_end = on_epoch_end
+
+    def _check_params(self) -> None:
+        if not 0 < self.threshold_quantile < 1:
+            raise ValueError(
+                f"autoencoder detector: threshold_quantile must be between 0 and 1, got {self.threshold_quantile}"
+            )
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"autoencoder detector: validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"autoencoder detector: epochs and batch_size must be at least 1, got {self.epochs}, {self.batch_size}"
+            )
+
+    def _fit(self, numeric: np.ndarray, categorical: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
+        keras = _import_keras()
+        self.preprocessor_ = TabularPreprocessor(log_skewed=self.log_skewed).fit(numeric, categorical)
+        inputs = self.preprocessor_.transform(numeric, categorical).astype(np.float32)
+        shuffled = inputs[np.random.default_rng(self.random_state).permutation(len(inputs))]
+        n_validation = int(len(inputs) * self.validation_fraction)
+        if len(inputs) - n_validation < 1:
+            n_validation = 0
+        validation, training = shuffled[:n_validation], shuffled[n_validation:]
+        monitor = "val_loss" if n_validation else "loss"
+
+        model = self._build_model(keras, inputs.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate), loss="mse")
+        callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)
+        ]
+        if self.on_epoch_end is not None:
+            hook = self.on_epoch_end
+            callbacks.append(
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda epoch, logs: hook(epoch, {k: float(v) for k, v in (logs or {}).items()})
+                )
+            )
+        history = model.fit(
+            training,
+            training,
+            validation_data=(validation, validation) if n_validation else None,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=0,
+        ).history
+        self.model_ = model
+
+        errors = self._squared_errors(inputs).mean(axis=1)
+        self.threshold_ = float(np.quantile(errors, self.threshold_quantile))
+        metrics = {
+            "epochs_run": len(history["loss"]),
+            "final_loss": float(history["loss"][-1]),
+            "best_monitored_loss": float(min(history[monitor])),
+            "monitored_loss": monitor,
+            "n_validation_rows": n_validation,
+            "input_width": int(inputs.shape[1]),
+        }
+        return errors, metrics
+
+    def _build_model(self, keras: Any, width: int) -> keras.Model:
+        encoding_dim = self.encoding_dim or max(2, width // 3)
+        hidden_units = self.hidden_units or max(16, 2 * encoding_dim)
+        layers = [(hidden_units, "relu"), (encoding_dim, None), (hidden_units, "relu"), (width, None)]
+        inputs = keras.Input(shape=(width,))
+        outputs = inputs
+        for index, (units, activation) in enumerate(layers):
+            outputs = keras.layers.Dense(
+                units,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=self.random_state + index),
+            )(outputs)
+        return keras.Model(inputs, outputs, name="anomalens_autoencoder")
+
+    def _squared_errors(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = inputs.astype(np.float32, copy=False)
+        reconstruction = self.model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        return (inputs.astype(np.float64) - reconstruction.astype(np.float64)) ** 2
+
+    def _score(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
+        return self._squared_errors(self.preprocessor_.transform(numeric, categorical)).mean(axis=1)
+
+    def _contributions(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
+        errors = self._squared_errors(self.preprocessor_.transform(numeric, categorical))
+        return self.preprocessor_.per_feature(errors / errors.shape[1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["on_epoch_end"] = None
+        if "model_" in state:
+            state["model_"] = _model_to_bytes(state["model_"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("model_"), bytes):
+            state = {**state, "model_": _model_from_bytes(state["model_"])}
+        super().__setstate__(state)
+
+
+def _import_keras() -> Any:
+    import keras
+
+    return keras
+
+
+def _model_to_bytes(model: keras.Model) -> bytes:
+    # Keras 3 saves only to a path; the `.keras` zip reloads with identical predictions (legacy .h5 does not).
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "autoencoder.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _model_from_bytes(data: bytes) -> keras.Model:
+    keras = _import_keras()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "autoencoder.keras"
+        path.write_bytes(data)
+        return keras.saving.load_model(path, compile=False)

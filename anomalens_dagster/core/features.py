@@ -1,0 +1,503 @@
+"""Feature engineering for activities and orders: DuckDB store tables in, one feature row per event out.
+
+``compute_activity_features`` returns one row per ``store.user_activities`` row with
+``start <= timestamp < end``, ``compute_order_features`` one row per ``store.orders`` row with
+``start <= created_at < end``; both are keyed by ``id``. The seed system's features keep their names
+and meanings exactly; every extra column is documented where its name is declared below.
+
+A feature of an event depends only on the stored history, never on the range it is computed in:
+a day computed alone equals the same rows computed within a range spanning many days. For that the
+activity query reads the store from ``ACTIVITY_FEATURES_LOOKBACK_SECONDS`` before ``start`` to
+``ACTIVITY_FEATURES_LOOKAHEAD_SECONDS`` after ``end`` (the widest windows), each IP's last action
+before that, and every action of the sessions active in the range; the order query reads the
+customers' earlier orders.
+
+DuckDB scans, parses ``details`` and aggregates in parallel. The sliding windows per IP run in numpy:
+DuckDB evaluates each RANGE-framed window expression with its own frame search, which measured three
+times slower than sorting once and answering every window with ``np.searchsorted`` (see
+``_window_key``). No Python loop touches a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from anomalens_dagster.constants import (
+    ACTIVITY_FEATURES_LOOKAHEAD_SECONDS,
+    ACTIVITY_FEATURES_LOOKBACK_SECONDS,
+    ORDER_ITEMS,
+    ORDERS,
+    STORE_SCHEMA,
+    USER_ACTIVITIES,
+)
+
+logger = logging.getLogger(__name__)
+
+# --- Activity columns ----------------------------------------------------------------------------
+
+# The seed system's numeric activity features, names and meanings unchanged.
+ACTIVITY_REQUIRED_FEATURE_COLUMNS: tuple[str, ...] = (
+    "customer_id",  # -1 when anonymous
+    "timestamp_hour",  # 0-23, UTC
+    "timestamp_dayofweek",  # Monday = 0
+    "details_order_total",  # details.order_total; 0 when absent or not a finite number
+    "details_quantity",  # details.quantity; 0 when absent or not a finite number
+    # Seconds since this IP's previous action on any earlier day (0 for its first ever). Ties (same
+    # IP, same timestamp) are ordered by id: the lowest id measures back, the others get 0.
+    "time_since_last_activity_ip",
+    "actions_in_last_5min_ip",  # this IP's actions in (t - 5 min, t], this one and its ties included
+    "failed_logins_in_last_15min_ip",  # this IP's failed_login actions in (t - 15 min, t]
+)
+
+# Extra behavioural features. Scoring is offline, so they look at both sides of an action: the
+# first actions of a burst look normal from behind, and only a symmetric window makes every row of
+# a burst or of a failed-login run stand out.
+ACTIVITY_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
+    # This IP's actions in [t - 30 s, t + 30 s], this one included. A burst packs 5-15 actions into
+    # a few seconds; a normal session has actions seconds to minutes apart.
+    "actions_within_30s_ip",
+    # This IP's actions of the same type on the same target (details.product_id, else .query, else
+    # .attempted_email, else .url; types without a target all match) in [t - 60 s, t + 60 s], this
+    # one included: a burst of identical actions, or a run of failed logins for one email.
+    "identical_actions_within_60s_ip",
+    # This IP's failed_login actions in [t - 15 min, t + 15 min]: each row of a run sees all of it.
+    "failed_logins_within_15min_ip",
+    # Seconds to this IP's nearest other action, before or after (0 when one shares the
+    # timestamp), capped at NEAREST_ACTIVITY_CAP_SECONDS, which a lone action also gets. Small for
+    # every row of a burst, the first one included.
+    "seconds_to_nearest_activity_ip",
+    # The whole session of the action (every stored action with its session_id, any day): actions,
+    # distinct action types, seconds from first to last. Without a session id an action is a
+    # session of its own (1, 1, 0).
+    "session_action_count",
+    "session_distinct_action_types",
+    "session_duration_seconds",
+)
+
+ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = (
+    ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS
+)
+ACTIVITY_CATEGORICAL_COLUMNS: tuple[str, ...] = ("action_type",)
+# `timestamp` is no feature: it lets a writer replace the rows of a time range.
+ACTIVITY_KEY_COLUMNS: tuple[str, ...] = ("id", "timestamp")
+ACTIVITY_COLUMNS: tuple[str, ...] = (
+    ACTIVITY_KEY_COLUMNS + ACTIVITY_FEATURE_COLUMNS + ACTIVITY_CATEGORICAL_COLUMNS
+)
+
+_FLOAT_ACTIVITY_COLUMNS = frozenset(
+    {
+        "details_order_total",
+        "details_quantity",
+        "time_since_last_activity_ip",
+        "seconds_to_nearest_activity_ip",
+        "session_duration_seconds",
+    }
+)
+ACTIVITY_DTYPES: dict[str, str] = {
+    "id": "int64",
+    "timestamp": "datetime64[us]",
+    **{
+        column: "float64" if column in _FLOAT_ACTIVITY_COLUMNS else "int64"
+        for column in ACTIVITY_FEATURE_COLUMNS
+    },
+    "action_type": "str",
+}
+
+# --- Order columns -------------------------------------------------------------------------------
+
+ORDER_REQUIRED_FEATURE_COLUMNS: tuple[str, ...] = (
+    "total_amount",  # 0 when missing or not finite
+    "item_count",  # number of order_items rows
+    "total_quantity",  # sum of their quantities
+    "hour_of_day",  # 0-23, UTC
+    "day_of_week",  # Monday = 0
+)
+ORDER_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
+    # Sum of price * quantity over the order's item rows; 0 without items.
+    "items_total",
+    # total_amount / items_total, about 1 for a normal order. When the items cost nothing (no item
+    # rows, or all priced 0) there is nothing to compare with and the ratio is 0: as far from the
+    # normal 1 as an order charged nothing for its items, and both deserve a look.
+    "amount_to_items_ratio",
+    # total_amount / median total_amount of the same customer's earlier orders (by created_at, then
+    # id, on any day); 1 without an earlier order or when that median is not positive. Only the
+    # past counts, so the value never changes when later days are loaded or run.
+    "amount_to_customer_median_ratio",
+)
+ORDER_FEATURE_COLUMNS: tuple[str, ...] = (
+    ORDER_REQUIRED_FEATURE_COLUMNS + ORDER_EXTRA_FEATURE_COLUMNS
+)
+# `created_at` is no feature: it lets a writer replace the rows of a time range.
+ORDER_KEY_COLUMNS: tuple[str, ...] = ("id", "created_at")
+ORDER_COLUMNS: tuple[str, ...] = ORDER_KEY_COLUMNS + ORDER_FEATURE_COLUMNS
+ORDER_DTYPES: dict[str, str] = {
+    "id": "int64",
+    "created_at": "datetime64[us]",
+    "total_amount": "float64",
+    "item_count": "int64",
+    "total_quantity": "int64",
+    "hour_of_day": "int64",
+    "day_of_week": "int64",
+    "items_total": "float64",
+    "amount_to_items_ratio": "float64",
+    "amount_to_customer_median_ratio": "float64",
+}
+
+# --- Windows -------------------------------------------------------------------------------------
+
+# DuckDB TIMESTAMP has microsecond precision; windows are computed on that grid, where the
+# half-open (t - w, t] is exactly [t - (w - 1 us), t].
+_US = 1_000_000
+NEAREST_ACTIVITY_CAP_SECONDS = 300
+_LAST_5MIN_US = 5 * 60 * _US - 1
+_LAST_15MIN_US = 15 * 60 * _US - 1
+_WITHIN_30S_US = 30 * _US
+_WITHIN_15MIN_US = 15 * 60 * _US
+_IDENTICAL_WITHIN_US = 60 * _US
+_NEAREST_CAP_US = NEAREST_ACTIVITY_CAP_SECONDS * _US
+_IP_REACH_US = max(_LAST_5MIN_US, _LAST_15MIN_US, _WITHIN_30S_US, _WITHIN_15MIN_US, _NEAREST_CAP_US)
+
+# The read around the range must cover the widest window, or a day's features would depend on
+# where the range it is computed in starts and ends.
+if _IP_REACH_US > 1_000_000 * min(
+    ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS
+):
+    raise ValueError("ACTIVITY_FEATURES_LOOKBACK/LOOKAHEAD_SECONDS must cover the widest window")
+
+# --- SQL -----------------------------------------------------------------------------------------
+
+
+def _finite_or_zero(expression: str) -> str:
+    """SQL for ``expression`` with NULL, NaN and +-inf replaced by 0."""
+    return f"CASE WHEN isfinite({expression}) THEN {expression} ELSE 0.0 END"
+
+
+# Rows of the range plus the context around it, ordered by (timestamp, id). Numbers written as JSON
+# strings ("12.5") count as numbers: landed CSV and JSON files often quote them.
+# Parameters: $start, $end (naive UTC TIMESTAMPs).
+_ACTIVITY_CONTEXT_SQL = f"""
+WITH context AS (
+    SELECT
+        id,
+        customer_id,
+        session_id,
+        "timestamp",
+        action_type,
+        ip_address,
+        "timestamp" >= $start::TIMESTAMP AND "timestamp" < $end::TIMESTAMP AS in_range,
+        {_finite_or_zero("TRY_CAST(d[1] AS DOUBLE)")} AS details_order_total,
+        {_finite_or_zero("TRY_CAST(d[2] AS DOUBLE)")} AS details_quantity,
+        coalesce(d[3], d[4], d[5], d[6]) AS target
+    FROM (
+        SELECT
+            *,
+            json_extract_string(
+                details,
+                ['$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url']
+            ) AS d
+        FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+        WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
+          AND "timestamp" < $end::TIMESTAMP + INTERVAL {ACTIVITY_FEATURES_LOOKAHEAD_SECONDS} SECOND
+    )
+),
+-- Dense integer codes for the grouping keys, so that numpy can sort and compare them.
+ip_codes AS (
+    SELECT ip_address, row_number() OVER () AS ip_code
+    FROM (SELECT DISTINCT ip_address FROM context WHERE ip_address IS NOT NULL)
+),
+action_codes AS (
+    SELECT action_type, target, row_number() OVER () AS action_code
+    FROM (SELECT DISTINCT action_type, target FROM context)
+),
+-- The "previous" action of an IP's first action in the context may lie on any earlier day.
+ip_history AS (
+    SELECT ip_address, max(epoch_us("timestamp")) AS last_t_us
+    FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+    WHERE "timestamp" < $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
+      AND ip_address IN (SELECT ip_address FROM ip_codes)
+    GROUP BY ip_address
+),
+sessions AS (
+    SELECT
+        session_id,
+        count(*) AS session_action_count,
+        count(DISTINCT action_type) AS session_distinct_action_types,
+        (epoch_us(max("timestamp")) - epoch_us(min("timestamp"))) / {_US}
+            AS session_duration_seconds
+    FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+    WHERE "timestamp" IS NOT NULL
+      AND session_id IN (SELECT session_id FROM context WHERE in_range)
+    GROUP BY session_id
+)
+SELECT
+    c.id,
+    c."timestamp",
+    epoch_us(c."timestamp") AS t_us,
+    c.in_range,
+    i.ip_code,
+    a.action_code,
+    coalesce(c.action_type = 'failed_login', false) AS is_failed_login,
+    h.last_t_us,
+    coalesce(c.customer_id, -1) AS customer_id,
+    hour(c."timestamp") AS timestamp_hour,
+    isodow(c."timestamp") - 1 AS timestamp_dayofweek,
+    c.details_order_total,
+    c.details_quantity,
+    coalesce(s.session_action_count, 1) AS session_action_count,
+    coalesce(s.session_distinct_action_types, 1) AS session_distinct_action_types,
+    coalesce(s.session_duration_seconds, 0.0) AS session_duration_seconds,
+    c.action_type
+FROM context AS c
+LEFT JOIN ip_codes AS i ON i.ip_address = c.ip_address
+LEFT JOIN action_codes AS a
+    ON a.action_type IS NOT DISTINCT FROM c.action_type AND a.target IS NOT DISTINCT FROM c.target
+LEFT JOIN ip_history AS h ON h.ip_address = c.ip_address
+LEFT JOIN sessions AS s ON s.session_id = c.session_id
+ORDER BY t_us, c.id
+"""
+
+# Parameters: $start, $end (naive UTC TIMESTAMPs).
+_ORDER_FEATURES_SQL = f"""
+WITH in_range AS (
+    SELECT id, customer_id, created_at, {_finite_or_zero("total_amount")} AS total_amount
+    FROM {STORE_SCHEMA}.{ORDERS}
+    WHERE created_at >= $start::TIMESTAMP AND created_at < $end::TIMESTAMP
+),
+items AS (
+    SELECT
+        order_id,
+        count(*) AS item_count,
+        sum(coalesce(quantity, 0)) AS total_quantity,
+        sum({_finite_or_zero("price")} * coalesce(quantity, 0)) AS items_total
+    FROM {STORE_SCHEMA}.{ORDER_ITEMS}
+    WHERE order_id IN (SELECT id FROM in_range)
+    GROUP BY order_id
+),
+customer_history AS (
+    SELECT
+        id,
+        count(*) OVER earlier AS earlier_orders,
+        median(total_amount) OVER earlier AS earlier_median
+    FROM (
+        SELECT id, customer_id, created_at, {_finite_or_zero("total_amount")} AS total_amount
+        FROM {STORE_SCHEMA}.{ORDERS}
+        WHERE created_at < $end::TIMESTAMP
+          AND customer_id IN (SELECT customer_id FROM in_range)
+    )
+    WINDOW earlier AS (
+        PARTITION BY customer_id ORDER BY created_at, id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    )
+)
+SELECT
+    o.id,
+    o.created_at,
+    o.total_amount,
+    coalesce(i.item_count, 0) AS item_count,
+    coalesce(i.total_quantity, 0)::BIGINT AS total_quantity,
+    hour(o.created_at) AS hour_of_day,
+    isodow(o.created_at) - 1 AS day_of_week,
+    {_finite_or_zero("i.items_total")} AS items_total,
+    CASE
+        WHEN i.items_total > 0 THEN {_finite_or_zero("o.total_amount / i.items_total")}
+        ELSE 0.0
+    END AS amount_to_items_ratio,
+    CASE
+        WHEN h.earlier_orders > 0 AND h.earlier_median > 0
+            THEN {_finite_or_zero("o.total_amount / h.earlier_median")}
+        ELSE 1.0
+    END AS amount_to_customer_median_ratio
+FROM in_range AS o
+LEFT JOIN items AS i ON i.order_id = o.id
+LEFT JOIN customer_history AS h ON h.id = o.id
+ORDER BY o.created_at, o.id
+"""
+
+# --- Public API ----------------------------------------------------------------------------------
+
+
+def compute_activity_features(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Feature rows of the activities with ``start <= timestamp < end``, ordered by (timestamp, id).
+
+    ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
+    ``ACTIVITY_DTYPES`` (``ACTIVITY_COLUMNS`` in order); numeric features are never NaN or inf.
+    """
+    start, end = _naive_utc_range(start, end)
+    began = time.perf_counter()
+    context = conn.sql(_ACTIVITY_CONTEXT_SQL, params={"start": start, "end": end}).to_arrow_table()
+    windows = _activity_window_features(
+        t_us=_numpy(context, "t_us"),
+        ip_code=_codes(context["ip_code"]),
+        action_code=_numpy(context, "action_code"),
+        is_failed_login=_numpy(context, "is_failed_login"),
+        last_t_us=context["last_t_us"],
+    )
+    in_range = _numpy(context, "in_range")
+    rows = context.filter(context["in_range"])
+    frame = pa.table(
+        {
+            column: windows[column][in_range] if column in windows else rows[column]
+            for column in ACTIVITY_COLUMNS
+        }
+    ).to_pandas()
+    frame = frame.astype(ACTIVITY_DTYPES)  # only an empty result needs it, and it costs nothing
+    logger.info(
+        "Computed %d activity feature rows for [%s, %s) from %d context rows in %.2f s",
+        len(frame),
+        start,
+        end,
+        context.num_rows,
+        time.perf_counter() - began,
+    )
+    return frame
+
+
+def compute_order_features(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Feature rows of the orders with ``start <= created_at < end``, ordered by (created_at, id).
+
+    ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
+    ``ORDER_DTYPES`` (``ORDER_COLUMNS`` in order); numeric features are never NaN or inf.
+    """
+    start, end = _naive_utc_range(start, end)
+    frame = conn.sql(_ORDER_FEATURES_SQL, params={"start": start, "end": end}).df()
+    frame = frame.astype(ORDER_DTYPES)
+    logger.info("Computed %d order feature rows for [%s, %s)", len(frame), start, end)
+    return frame
+
+
+# --- Internals -----------------------------------------------------------------------------------
+
+
+def _naive_utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The range as naive UTC datetimes (DuckDB cannot bind aware ones against TIMESTAMP)."""
+    start, end = (
+        value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        for value in (start, end)
+    )
+    if start > end:
+        raise ValueError(f"Feature range starts after it ends: start={start}, end={end}")
+    return start, end
+
+
+def _numpy(table: pa.Table, column: str) -> np.ndarray:
+    """A column without nulls as a numpy array (strings as an object array)."""
+    return table[column].to_numpy()
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Group codes with each NULL (an action without IP) made a group of its own.
+
+    The rows come ordered by time, so the fresh codes keep every group's rows in time order.
+    """
+    codes = column.fill_null(0).to_numpy().copy()
+    missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+    codes[missing] = codes.max(initial=0) + 1 + np.arange(len(missing))
+    return codes
+
+
+def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
+    """Mask of the rows that open a group in an array sorted by group code."""
+    starts = np.ones(len(sorted_codes), dtype=bool)
+    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=starts[1:])
+    return starts
+
+
+def _window_key(t_us: np.ndarray, starts: np.ndarray, reach_us: int) -> np.ndarray:
+    """One sorted int64 key per row that answers every per-group window up to ``reach_us`` wide.
+
+    Rows come sorted by (group, time). The key advances by the time gap between neighbours, with
+    gaps longer than ``reach_us`` (and every group change) cut down to ``reach_us + 1``. Two rows of
+    one group closer than ``reach_us`` differ in key exactly as in time, and any other pair differs
+    by more than ``reach_us``; so the rows in a window [t - a, t + b] (a, b <= reach_us) of a row's
+    group are those with a key in [key - a, key + b], found with one binary search per bound over
+    all groups at once. The cut keeps the key small: it never exceeds n * (reach_us + 1).
+    """
+    gaps = np.empty(len(t_us), dtype=np.int64)
+    gaps[:1] = 0
+    np.subtract(t_us[1:], t_us[:-1], out=gaps[1:])
+    np.minimum(gaps, reach_us + 1, out=gaps)
+    gaps[starts] = reach_us + 1
+    return np.cumsum(gaps)
+
+
+def _count_within(key: np.ndarray, sample: np.ndarray, before_us: int, after_us: int) -> np.ndarray:
+    """For each key, how many ``sample`` keys (sorted) lie in [key - before_us, key + after_us]."""
+    return np.searchsorted(sample, key + after_us, side="right") - np.searchsorted(
+        sample, key - before_us, side="left"
+    )
+
+
+def _activity_window_features(
+    t_us: np.ndarray,
+    ip_code: np.ndarray,
+    action_code: np.ndarray,
+    is_failed_login: np.ndarray,
+    last_t_us: pa.ChunkedArray,
+) -> dict[str, np.ndarray]:
+    """The per-IP window features of rows given in (timestamp, id) order, in that order."""
+    n = len(t_us)
+    position = np.arange(n, dtype=np.int64)
+    # Sorting by (ip, position) is sorting by (ip, timestamp, id): ties stay ordered by id.
+    by_ip = np.argsort(ip_code * n + position)
+    t = t_us[by_ip]
+    starts = _group_starts(ip_code[by_ip])
+    key = _window_key(t, starts, _IP_REACH_US)
+    failed_key = key[is_failed_login[by_ip]]
+
+    since_previous = np.empty(n, dtype=np.int64)
+    since_previous[:1] = 0
+    np.subtract(t[1:], t[:-1], out=since_previous[1:])
+    until_next = np.empty(n, dtype=np.int64)
+    until_next[-1:] = _NEAREST_CAP_US
+    until_next[:-1] = since_previous[1:]
+    until_next[:-1][starts[1:]] = _NEAREST_CAP_US
+
+    # An IP's first action in the context measures back to its last action before the context.
+    history = last_t_us.fill_null(0).to_numpy()[by_ip]
+    has_history = ~last_t_us.is_null().to_numpy(zero_copy_only=False)[by_ip]
+    time_since_last = np.where(starts, np.where(has_history, t - history, 0), since_previous)
+    nearest = np.where(starts, _NEAREST_CAP_US, since_previous)
+    np.minimum(nearest, until_next, out=nearest)
+    np.minimum(nearest, _NEAREST_CAP_US, out=nearest)
+
+    by_ip_values = {
+        "time_since_last_activity_ip": time_since_last / _US,
+        "actions_in_last_5min_ip": _count_within(key, key, _LAST_5MIN_US, 0),
+        "failed_logins_in_last_15min_ip": _count_within(key, failed_key, _LAST_15MIN_US, 0),
+        "actions_within_30s_ip": _count_within(key, key, _WITHIN_30S_US, _WITHIN_30S_US),
+        "failed_logins_within_15min_ip": _count_within(
+            key, failed_key, _WITHIN_15MIN_US, _WITHIN_15MIN_US
+        ),
+        "seconds_to_nearest_activity_ip": nearest / _US,
+    }
+    result = {name: _unsort(values, by_ip) for name, values in by_ip_values.items()}
+
+    # Identical actions: group by (ip, action code) keeping the (ip, timestamp, id) order inside.
+    same_action = ip_code * (action_code.max(initial=0) + 1) + action_code
+    by_action = by_ip[np.argsort(same_action[by_ip], kind="stable")]
+    action_key = _window_key(
+        t_us[by_action], _group_starts(same_action[by_action]), _IDENTICAL_WITHIN_US
+    )
+    result["identical_actions_within_60s_ip"] = _unsort(
+        _count_within(action_key, action_key, _IDENTICAL_WITHIN_US, _IDENTICAL_WITHIN_US),
+        by_action,
+    )
+    return result
+
+
+def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Values computed on ``array[order]`` put back in the original row order."""
+    restored = np.empty_like(values)
+    restored[order] = values
+    return restored

@@ -1,0 +1,21 @@
+"""Jobs: named selections of assets that schedules, sensors, the CLI and the UI launch."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from anomalens_dagster.constants import STORE_GROUP
+
+simulate_job = dg.define_asset_job(
+    name="simulate_job",
+    selection=dg.AssetSelection.groups(STORE_GROUP),
+    description="Simulate the store: catalog and customers, then the orders, items, activities and labels of each day.",
+)
+
+full_pipeline_job = dg.define_asset_job(
+    name="full_pipeline_job",
+    selection=dg.AssetSelection.all(),
+    description="Materialise every asset for the selected days: store, features, models, detections and reports.",
+)
+
+jobs = [simulate_job, full_pipeline_job]

@@ -1,0 +1,35 @@
+"""Shared fixtures: a DuckDB file in tmp_path and small, seeded simulation settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from anomalens_dagster.resources import AnomaLensDuckDB
+
+# Small enough for a fast test, big enough that every anomaly kind is injected on every day.
+SMALL_SIMULATION = {
+    "seed": 7,
+    "num_categories": 4,
+    "num_products": 40,
+    "num_customers": 150,
+    "orders_per_day": 120,
+    "activities_per_day": 1500,
+    "order_anomaly_rate": 0.05,
+    "burst_rate": 0.03,
+    "failed_login_rate": 0.02,
+}
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "anomalens.duckdb"
+
+
+@pytest.fixture
+def duckdb_resource(db_path) -> AnomaLensDuckDB:
+    return AnomaLensDuckDB(database=str(db_path))
+
+
+@pytest.fixture
+def small_simulation() -> dict:
+    return dict(SMALL_SIMULATION)

@@ -1,0 +1,88 @@
+"""The `anomalens` command: settings files and a real run against a persistent instance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from anomalens_dagster.cli import main
+from anomalens_dagster.configs import SettingsFileError, validate_settings
+from anomalens_dagster_tests.conftest import SMALL_SIMULATION
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """A fresh DAGSTER_HOME and no inherited DuckDB path, like a new user's shell."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.delenv("ANOMALENS_DUCKDB_PATH", raising=False)
+    return tmp_path
+
+
+def write_settings(path, settings: dict):
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_an_unknown_settings_key_is_an_error_that_names_the_key_and_section(tmp_path, isolated_env):
+    settings = write_settings(tmp_path / "settings.yaml", {"simulation": {"seed": 1, "num_custmers": 10}})
+
+    result = CliRunner().invoke(main, ["run", "--settings", str(settings), "--db", str(tmp_path / "x.duckdb")])
+
+    assert result.exit_code == 2
+    assert "unknown key 'num_custmers' in section 'simulation'" in result.output
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_an_unknown_settings_section_is_an_error_that_names_it():
+    with pytest.raises(SettingsFileError, match="unknown section 'simulaton'"):
+        validate_settings({"simulaton": {"seed": 1}}, source="s.yaml")
+
+
+def test_a_settings_value_of_the_wrong_type_is_an_error_that_names_the_section():
+    with pytest.raises(SettingsFileError, match="section 'simulation'"):
+        validate_settings({"simulation": {"orders_per_day": "many"}}, source="s.yaml")
+
+
+def run_anomalens(*args: str) -> subprocess.CompletedProcess:
+    """The installed console script, in its own process, as a user runs it."""
+    anomalens = str(Path(sys.executable).with_name("anomalens"))
+    return subprocess.run([anomalens, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(tmp_path, isolated_env):
+    settings = write_settings(tmp_path / "settings.yaml", {"simulation": SMALL_SIMULATION})
+    db = tmp_path / "shop.duckdb"
+    args = ["run", "--days", "2", "--end-date", "2026-03-02", "--db", str(db), "--settings", str(settings)]
+
+    first = run_anomalens(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    snapshot = dump_store(db)
+    second = run_anomalens(*args)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "store.user_activities" in second.stdout
+    assert dump_store(db) == snapshot
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2
+    assert all(run.tags["dagster/asset_partition_range_start"] == "2026-03-01" for run in runs)
+
+
+def dump_store(db) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = [name for (name,) in conn.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name='store'").fetchall()]
+        return {table: conn.execute(f"SELECT * FROM store.{table} ORDER BY ALL").fetchall() for table in tables}
+
+
+def test_a_database_file_named_like_a_schema_is_refused_with_the_reason(tmp_path, isolated_env):
+    result = CliRunner().invoke(main, ["run", "--db", str(tmp_path / "store.duckdb")])
+
+    assert result.exit_code == 2
+    assert "named like the schema 'store'" in result.output

@@ -1,0 +1,64 @@
+"""The code location loads, and every job, schedule, sensor and check resolves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from anomalens_dagster.definitions import OPS_BY_SETTINGS_SECTION, defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_job_resolves():
+    job_names = [job.name for job in defs.jobs]
+    assert "full_pipeline_job" in job_names
+    for name in job_names:
+        assert defs.resolve_job_def(name) is not None
+
+
+def test_every_asset_check_targets_a_defined_asset():
+    repository = defs.get_repository_def()
+    asset_keys = set(repository.asset_graph.get_all_asset_keys())
+    check_keys = list(repository.asset_graph.asset_check_keys)
+    assert check_keys
+    assert all(key.asset_key in asset_keys for key in check_keys)
+
+
+def test_every_asset_touching_duckdb_is_in_the_duckdb_pool():
+    repository = defs.get_repository_def()
+    for assets_def in repository.asset_graph.assets_defs:
+        if assets_def.is_executable:
+            assert assets_def.op.pool == "duckdb", assets_def.key
+
+
+def test_every_asset_has_a_description_the_ui_can_show():
+    repository = defs.get_repository_def()
+    for key in repository.asset_graph.get_all_asset_keys():
+        spec = repository.asset_graph.get(key)
+        assert spec.description, key
+
+
+def test_settings_sections_name_ops_that_exist():
+    op_names = {assets_def.op.name for assets_def in defs.get_repository_def().asset_graph.assets_defs}
+    for ops in OPS_BY_SETTINGS_SECTION.values():
+        assert set(ops) <= op_names
+
+
+def test_dagster_definitions_validate_accepts_the_workspace():
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_loading_the_code_location_does_not_import_tensorflow():
+    probe = "import sys, anomalens_dagster.definitions; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+

@@ -1,0 +1,39 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="anomalens_dagster",
+    version="0.1.0",
+    description="AnomaLens: anomaly detection for online stores, as a Dagster code location on DuckDB.",
+    packages=find_packages(include=["anomalens_dagster", "anomalens_dagster.*"]),
+    package_data={"anomalens_dagster": ["py.typed"]},
+    python_requires=">=3.11",
+    install_requires=[
+        # 1.13: `pool=` on assets, dg.Config/ConfigurableResource idioms, FreshnessPolicy.time_window.
+        "dagster>=1.13,<1.14",
+        "dagster-webserver>=1.13,<1.14",
+        "dagster-duckdb>=0.29",
+        # 1.1+: stable on-disk format; json_object/TRY_CAST used in the feature SQL.
+        "duckdb>=1.1",
+        "faker>=30",
+        # 2.2+: copy-on-write semantics the core relies on (never mutating inputs).
+        "pandas>=2.2",
+        "numpy>=1.26",
+        "pyarrow>=15",
+        "scikit-learn>=1.5",
+        # Keras 3 models round-trip through `.keras` bytes; the CPU build is enough here.
+        "tensorflow-cpu>=2.16",
+        "keras>=3.0",
+        "joblib>=1.3",
+        "pyyaml>=6.0",
+        # pandas.DataFrame.to_markdown, used for table previews in asset metadata.
+        "tabulate>=0.9",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8.0",
+            "pytest-timeout>=2.3",
+            "playwright>=1.45",
+        ],
+    },
+    entry_points={"console_scripts": ["anomalens=anomalens_dagster.cli:main"]},
+)
