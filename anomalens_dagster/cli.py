@@ -47,11 +47,16 @@ def run_config_for(settings: dict[str, dict]) -> dict:
     """Run config giving each op its section of the settings file."""
     from anomalens_dagster.definitions import OPS_BY_SETTINGS_SECTION
 
-    ops = {}
+    ops: dict[str, dict] = {}
     for section, values in settings.items():
-        for op_name in OPS_BY_SETTINGS_SECTION[section]:
-            ops[op_name] = {"config": values}
-    return {"ops": ops}
+        for op_name, key in OPS_BY_SETTINGS_SECTION[section]:
+            config = ops.setdefault(op_name, {"config": {}})["config"]
+            if key is None:
+                config.update(values)
+            else:
+                config[key] = values
+    # Progress (days simulated, rows written, epochs) without Dagster's per-event debug lines.
+    return {"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def day_range(days: int, end_date: dt.date | None) -> tuple[dt.date, dt.date]:

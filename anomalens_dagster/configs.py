@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.simulator import SimulationSettings
@@ -48,7 +48,100 @@ class SimulationConfig(dg.Config):
         return SimulationSettings(**self.model_dump())
 
 
-SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {"simulation": SimulationConfig}
+class TrainingConfig(dg.Config):
+    """Which feature rows the detectors are trained on."""
+
+    training_days: int = Field(
+        default=c.DEFAULT_TRAINING_DAYS,
+        ge=1,
+        description="Trailing window of days, ending with the latest day that has features, to train on.",
+    )
+    max_training_rows: int = Field(
+        default=c.DEFAULT_MAX_TRAINING_ROWS,
+        ge=100,
+        description="Train on at most this many rows of the window, sampled reproducibly with `seed`.",
+    )
+    seed: int = Field(default=c.DEFAULT_SEED, description="Seed of the training sample and of every model.")
+
+
+class DetectionConfig(dg.Config):
+    """Hyperparameters and thresholds of the four detectors."""
+
+    z_threshold: float = Field(
+        default=c.DEFAULT_Z_THRESHOLD, gt=0, description="Z-score: a row is anomalous where any |z| exceeds this."
+    )
+    dbscan_eps: float = Field(
+        default=c.DEFAULT_DBSCAN_EPS,
+        gt=0,
+        description="DBSCAN: neighbourhood radius in scaled feature space; rows farther than this from every core sample are noise (anomalies).",
+    )
+    dbscan_min_samples: int = Field(
+        default=c.DEFAULT_DBSCAN_MIN_SAMPLES, ge=1, description="DBSCAN: neighbours within eps that make a core sample."
+    )
+    iforest_contamination: str = Field(
+        default=str(c.DEFAULT_IFOREST_CONTAMINATION),
+        description="Isolation Forest: expected share of anomalies, 'auto' (scikit-learn's offset) or a fraction such as '0.01'.",
+    )
+    iforest_n_estimators: int = Field(
+        default=c.DEFAULT_IFOREST_N_ESTIMATORS, ge=10, description="Isolation Forest: number of trees."
+    )
+    autoencoder_threshold_quantile: float = Field(
+        default=c.DEFAULT_AUTOENCODER_THRESHOLD_QUANTILE,
+        gt=0.5,
+        lt=1.0,
+        description="Autoencoder: threshold = this quantile of the training reconstruction errors.",
+    )
+    autoencoder_epochs: int = Field(
+        default=c.DEFAULT_AUTOENCODER_EPOCHS,
+        ge=1,
+        description="Autoencoder: maximum training epochs (early stopping on a validation split may end sooner).",
+    )
+
+    @field_validator("iforest_contamination")
+    @classmethod
+    def _contamination_is_auto_or_a_fraction(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                fraction = float(value)
+            except ValueError:
+                raise ValueError(f"must be 'auto' or a number in (0, 0.5], got {value!r}") from None
+            if not 0 < fraction <= 0.5:
+                raise ValueError(f"must be 'auto' or a number in (0, 0.5], got {value!r}")
+        return value
+
+    def detector_params(self, detector: str, seed: int) -> dict[str, Any]:
+        """Constructor parameters of the named detector under these settings."""
+        contamination: str | float = (
+            self.iforest_contamination if self.iforest_contamination == "auto" else float(self.iforest_contamination)
+        )
+        return {
+            "zscore": {"z_threshold": self.z_threshold},
+            "isolation_forest": {
+                "contamination": contamination,
+                "n_estimators": self.iforest_n_estimators,
+                "random_state": seed,
+            },
+            "dbscan": {"eps": self.dbscan_eps, "min_samples": self.dbscan_min_samples, "random_state": seed},
+            "autoencoder": {
+                "threshold_quantile": self.autoencoder_threshold_quantile,
+                "epochs": self.autoencoder_epochs,
+                "random_state": seed,
+            },
+        }[detector]
+
+
+class ModelConfig(dg.Config):
+    """Settings of a model asset: the training window and the detector's hyperparameters."""
+
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training window and sample.")
+    detection: DetectionConfig = Field(default_factory=DetectionConfig, description="Detector hyperparameters.")
+
+
+SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
+    "simulation": SimulationConfig,
+    "training": TrainingConfig,
+    "detection": DetectionConfig,
+}
 
 
 class SettingsFileError(ValueError):

@@ -5,18 +5,22 @@ from __future__ import annotations
 import dagster as dg
 
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.jobs import jobs
 from anomalens_dagster.resources import duckdb_resource
 
-# Which ops take each section of a settings file (`anomalens run --settings`).
-OPS_BY_SETTINGS_SECTION: dict[str, list[str]] = {
-    "simulation": [store_catalog.op.name, simulated_store_days.op.name],
+# Which ops take each section of a settings file (`anomalens run --settings`), and under which key
+# of their config (None: the section is the op's whole config).
+OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
+    "simulation": [(store_catalog.op.name, None), (simulated_store_days.op.name, None)],
+    "training": [(model.op.name, "training") for model in model_assets],
+    "detection": [(model.op.name, "detection") for model in model_assets],
 }
 
 defs = dg.Definitions(
-    assets=[store_catalog, simulated_store_days, activity_features, order_features],
-    asset_checks=[*store_checks, *feature_checks],
+    assets=[store_catalog, simulated_store_days, activity_features, order_features, *model_assets],
+    asset_checks=[*store_checks, *feature_checks, *model_checks],
     jobs=jobs,
     resources={"duckdb": duckdb_resource()},
 )

@@ -43,7 +43,7 @@ def test_every_asset_has_a_description_the_ui_can_show():
 def test_settings_sections_name_ops_that_exist():
     op_names = {assets_def.op.name for assets_def in defs.get_repository_def().asset_graph.assets_defs}
     for ops in OPS_BY_SETTINGS_SECTION.values():
-        assert set(ops) <= op_names
+        assert {op_name for op_name, _ in ops} <= op_names
 
 
 def test_dagster_definitions_validate_accepts_the_workspace():

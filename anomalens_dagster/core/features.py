@@ -7,22 +7,25 @@ and meanings exactly; every extra column is documented where its name is declare
 
 A feature of an event depends only on the stored history, never on the range it is computed in:
 a day computed alone equals the same rows computed within a range spanning many days. For that the
-activity query reads the store from ``ACTIVITY_FEATURES_LOOKBACK_SECONDS`` before ``start`` to
-``ACTIVITY_FEATURES_LOOKAHEAD_SECONDS`` after ``end`` (the widest windows), each IP's last action
-before that, and every action of the sessions active in the range; the order query reads the
+activity features read the store from ``ACTIVITY_FEATURES_LOOKBACK_SECONDS`` before to
+``ACTIVITY_FEATURES_LOOKAHEAD_SECONDS`` after the rows (the widest windows), each IP's last action
+before that, and every action of the sessions active in the range; the order features read the
 customers' earlier orders.
 
-DuckDB scans, parses ``details`` and aggregates in parallel. The sliding windows per IP run in numpy:
-DuckDB evaluates each RANGE-framed window expression with its own frame search, which measured three
-times slower than sorting once and answering every window with ``np.searchsorted`` (see
-``_window_key``). No Python loop touches a row.
+DuckDB scans, parses ``details``, joins and aggregates. The sliding windows per IP run in numpy:
+DuckDB evaluates each RANGE-framed window expression with a frame search of its own, which measured
+three times slower than sorting once and answering every window with ``np.searchsorted`` (see
+``_window_key``). No Python loop touches a row. Long ranges are cut into time chunks of about
+``ACTIVITY_CHUNK_ROWS`` rows (``iter_activity_features``): memory stays bounded and the time linear
+in the rows, where one 10-million-row pass took 13 times the CPU time of a 1-million-row one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import numpy as np
@@ -30,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from anomalens_dagster.constants import (
+    ACTION_TYPES,
     ACTIVITY_FEATURES_LOOKAHEAD_SECONDS,
     ACTIVITY_FEATURES_LOOKBACK_SECONDS,
     ORDER_ITEMS,
@@ -49,7 +53,7 @@ ACTIVITY_REQUIRED_FEATURE_COLUMNS: tuple[str, ...] = (
     "timestamp_dayofweek",  # Monday = 0
     "details_order_total",  # details.order_total; 0 when absent or not a finite number
     "details_quantity",  # details.quantity; 0 when absent or not a finite number
-    # Seconds since this IP's previous action on any earlier day (0 for its first ever). Ties (same
+    # Seconds since this IP's previous action, however long ago (0 for its first ever). Ties (same
     # IP, same timestamp) are ordered by id: the lowest id measures back, the others get 0.
     "time_since_last_activity_ip",
     "actions_in_last_5min_ip",  # this IP's actions in (t - 5 min, t], this one and its ties included
@@ -74,8 +78,8 @@ ACTIVITY_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     # every row of a burst, the first one included.
     "seconds_to_nearest_activity_ip",
     # The whole session of the action (every stored action with its session_id, any day): actions,
-    # distinct action types, seconds from first to last. Without a session id an action is a
-    # session of its own (1, 1, 0).
+    # distinct action types (any type outside constants.ACTION_TYPES counts as one "other" type),
+    # seconds from first to last. Without a session id an action is a session of its own (1, 1, 0).
     "session_action_count",
     "session_distinct_action_types",
     "session_duration_seconds",
@@ -152,6 +156,10 @@ ORDER_DTYPES: dict[str, str] = {
 
 # --- Windows -------------------------------------------------------------------------------------
 
+# Rows per chunk of a long range: enough to amortise the per-chunk queries, few enough to keep the
+# memory bounded and the time linear (see the module docstring).
+ACTIVITY_CHUNK_ROWS = 1_000_000
+
 # DuckDB TIMESTAMP has microsecond precision; windows are computed on that grid, where the
 # half-open (t - w, t] is exactly [t - (w - 1 us), t].
 _US = 1_000_000
@@ -166,7 +174,7 @@ _IP_REACH_US = max(_LAST_5MIN_US, _LAST_15MIN_US, _WITHIN_30S_US, _WITHIN_15MIN_
 
 # The read around the range must cover the widest window, or a day's features would depend on
 # where the range it is computed in starts and ends.
-if _IP_REACH_US > 1_000_000 * min(
+if _IP_REACH_US > _US * min(
     ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS
 ):
     raise ValueError("ACTIVITY_FEATURES_LOOKBACK/LOOKAHEAD_SECONDS must cover the widest window")
@@ -179,9 +187,73 @@ def _finite_or_zero(expression: str) -> str:
     return f"CASE WHEN isfinite({expression}) THEN {expression} ELSE 0.0 END"
 
 
-# Rows of the range plus the context around it, ordered by (timestamp, id). Numbers written as JSON
-# strings ("12.5") count as numbers: landed CSV and JSON files often quote them.
-# Parameters: $start, $end (naive UTC TIMESTAMPs).
+_ACTIVITIES = f"{STORE_SCHEMA}.{USER_ACTIVITIES}"
+# Arrow tables the chunk query joins, registered on the caller's connection for the call only.
+_SESSIONS_VIEW = "_anomalens_features_sessions"
+_IP_LAST_SEEN_VIEW = "_anomalens_features_ip_last_seen"
+_LOOKBACK = timedelta(seconds=ACTIVITY_FEATURES_LOOKBACK_SECONDS)
+_LOOKAHEAD = timedelta(seconds=ACTIVITY_FEATURES_LOOKAHEAD_SECONDS)
+
+# Activities per hour of the range, to cut it into chunks. Parameters: $start, $end.
+_HOURLY_ACTIVITIES_SQL = f"""
+SELECT time_bucket(INTERVAL 1 HOUR, "timestamp") AS hour, count(*) AS activities
+FROM {_ACTIVITIES}
+WHERE "timestamp" >= $start AND "timestamp" < $end
+GROUP BY hour
+ORDER BY hour
+"""
+
+# Whole-session aggregates of the sessions active in the range; action types are counted as bits
+# of a mask over the vocabulary (bit 0: any other type), which measured 2.4 times cheaper than
+# count(DISTINCT ...). Parameters: $start, $end, $action_types.
+if len(ACTION_TYPES) >= 64:
+    raise ValueError("session_distinct_action_types counts action types in a 64-bit mask")
+_SESSIONS_SQL = f"""
+SELECT
+    session_id,
+    count(*) AS session_action_count,
+    bit_count(
+        bit_or(1::UBIGINT << coalesce(list_position($action_types::VARCHAR[], action_type), 0))
+    )::BIGINT AS session_distinct_action_types,
+    epoch_us(min("timestamp")) AS first_t_us,
+    epoch_us(max("timestamp")) AS last_t_us
+FROM {_ACTIVITIES}
+WHERE "timestamp" IS NOT NULL
+  AND session_id IN (
+      SELECT session_id FROM {_ACTIVITIES} WHERE "timestamp" >= $start AND "timestamp" < $end
+  )
+GROUP BY session_id
+"""
+
+# Each IP's last action before $before, for the IPs active in [$before, $until): whatever day it
+# fell on, it is the "previous" action of the IP's first action in the first chunk.
+_IP_LAST_SEEN_SQL = f"""
+SELECT ip_address, epoch_us(max("timestamp")) AS last_t_us
+FROM {_ACTIVITIES}
+WHERE "timestamp" < $before
+  AND ip_address IN (
+      SELECT ip_address FROM {_ACTIVITIES} WHERE "timestamp" >= $before AND "timestamp" < $until
+  )
+GROUP BY ip_address
+"""
+
+# The last-seen table moved forward over the activities in [$from, $to), chunk after chunk, so no
+# chunk scans the history again.
+_ADVANCE_IP_LAST_SEEN_SQL = f"""
+SELECT ip_address, max(last_t_us) AS last_t_us
+FROM (
+    SELECT ip_address, last_t_us FROM {_IP_LAST_SEEN_VIEW}
+    UNION ALL
+    SELECT ip_address, epoch_us("timestamp")
+    FROM {_ACTIVITIES}
+    WHERE "timestamp" >= $from AND "timestamp" < $to AND ip_address IS NOT NULL
+)
+GROUP BY ip_address
+"""
+
+# The rows of a chunk plus the context around it, ordered by (timestamp, id). Numbers written as
+# JSON strings ("12.5") count as numbers: landed CSV and JSON files often quote them.
+# Parameters: $start, $end (the chunk, naive UTC TIMESTAMPs).
 _ACTIVITY_CONTEXT_SQL = f"""
 WITH context AS (
     SELECT
@@ -202,39 +274,26 @@ WITH context AS (
                 details,
                 ['$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url']
             ) AS d
-        FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+        FROM {_ACTIVITIES}
         WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
           AND "timestamp" < $end::TIMESTAMP + INTERVAL {ACTIVITY_FEATURES_LOOKAHEAD_SECONDS} SECOND
     )
 ),
--- Dense integer codes for the grouping keys, so that numpy can sort and compare them.
-ip_codes AS (
-    SELECT ip_address, row_number() OVER () AS ip_code
-    FROM (SELECT DISTINCT ip_address FROM context WHERE ip_address IS NOT NULL)
+-- Dense integer codes for the grouping keys, so that numpy can sort and compare them; each IP
+-- also brings its last action before the context.
+ips AS (
+    SELECT ip.ip_address, row_number() OVER () AS ip_code, seen.last_t_us
+    FROM (SELECT DISTINCT ip_address FROM context WHERE ip_address IS NOT NULL) AS ip
+    LEFT JOIN {_IP_LAST_SEEN_VIEW} AS seen ON seen.ip_address = ip.ip_address
 ),
 action_codes AS (
     SELECT action_type, target, row_number() OVER () AS action_code
     FROM (SELECT DISTINCT action_type, target FROM context)
 ),
--- The "previous" action of an IP's first action in the context may lie on any earlier day.
-ip_history AS (
-    SELECT ip_address, max(epoch_us("timestamp")) AS last_t_us
-    FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
-    WHERE "timestamp" < $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
-      AND ip_address IN (SELECT ip_address FROM ip_codes)
-    GROUP BY ip_address
-),
 sessions AS (
-    SELECT
-        session_id,
-        count(*) AS session_action_count,
-        count(DISTINCT action_type) AS session_distinct_action_types,
-        (epoch_us(max("timestamp")) - epoch_us(min("timestamp"))) / {_US}
-            AS session_duration_seconds
-    FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
-    WHERE "timestamp" IS NOT NULL
-      AND session_id IN (SELECT session_id FROM context WHERE in_range)
-    GROUP BY session_id
+    SELECT *
+    FROM {_SESSIONS_VIEW}
+    WHERE first_t_us < epoch_us($end::TIMESTAMP) AND last_t_us >= epoch_us($start::TIMESTAMP)
 )
 SELECT
     c.id,
@@ -244,7 +303,7 @@ SELECT
     i.ip_code,
     a.action_code,
     coalesce(c.action_type = 'failed_login', false) AS is_failed_login,
-    h.last_t_us,
+    i.last_t_us AS ip_last_seen_t_us,
     coalesce(c.customer_id, -1) AS customer_id,
     hour(c."timestamp") AS timestamp_hour,
     isodow(c."timestamp") - 1 AS timestamp_dayofweek,
@@ -252,13 +311,12 @@ SELECT
     c.details_quantity,
     coalesce(s.session_action_count, 1) AS session_action_count,
     coalesce(s.session_distinct_action_types, 1) AS session_distinct_action_types,
-    coalesce(s.session_duration_seconds, 0.0) AS session_duration_seconds,
+    coalesce((s.last_t_us - s.first_t_us) / {_US}, 0.0) AS session_duration_seconds,
     c.action_type
 FROM context AS c
-LEFT JOIN ip_codes AS i ON i.ip_address = c.ip_address
+LEFT JOIN ips AS i ON i.ip_address = c.ip_address
 LEFT JOIN action_codes AS a
     ON a.action_type IS NOT DISTINCT FROM c.action_type AND a.target IS NOT DISTINCT FROM c.target
-LEFT JOIN ip_history AS h ON h.ip_address = c.ip_address
 LEFT JOIN sessions AS s ON s.session_id = c.session_id
 ORDER BY t_us, c.id
 """
@@ -330,35 +388,59 @@ def compute_activity_features(
 
     ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
     ``ACTIVITY_DTYPES`` (``ACTIVITY_COLUMNS`` in order); numeric features are never NaN or inf.
+    For ranges of millions of rows, ``iter_activity_features`` keeps the memory bounded.
+    """
+    chunks = list(iter_activity_features(conn, start, end))
+    if len(chunks) == 1:
+        return chunks[0]
+    return pd.concat(chunks, ignore_index=True)
+
+
+def iter_activity_features(
+    conn: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    chunk_rows: int = ACTIVITY_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """``compute_activity_features`` in consecutive time chunks of about ``chunk_rows`` rows.
+
+    Yields at least one frame (empty for an empty range). The chunks' rows together are exactly
+    those of ``compute_activity_features``; chunking changes no value. While the iterator is open
+    it keeps two private arrow tables registered on ``conn``.
     """
     start, end = _naive_utc_range(start, end)
     began = time.perf_counter()
-    context = conn.sql(_ACTIVITY_CONTEXT_SQL, params={"start": start, "end": end}).to_arrow_table()
-    windows = _activity_window_features(
-        t_us=_numpy(context, "t_us"),
-        ip_code=_codes(context["ip_code"]),
-        action_code=_numpy(context, "action_code"),
-        is_failed_login=_numpy(context, "is_failed_login"),
-        last_t_us=context["last_t_us"],
-    )
-    in_range = _numpy(context, "in_range")
-    rows = context.filter(context["in_range"])
-    frame = pa.table(
-        {
-            column: windows[column][in_range] if column in windows else rows[column]
-            for column in ACTIVITY_COLUMNS
-        }
-    ).to_pandas()
-    frame = frame.astype(ACTIVITY_DTYPES)  # only an empty result needs it, and it costs nothing
+    edges = _chunk_edges(conn, start, end, chunk_rows)
+    sessions = conn.sql(
+        _SESSIONS_SQL,
+        params={"start": start, "end": end, "action_types": list(ACTION_TYPES)},
+    ).to_arrow_table()
+    ip_last_seen = conn.sql(
+        _IP_LAST_SEEN_SQL, params={"before": start - _LOOKBACK, "until": end + _LOOKAHEAD}
+    ).to_arrow_table()
+    rows = 0
+    try:
+        conn.register(_SESSIONS_VIEW, sessions)
+        for chunk_start, chunk_end in zip(edges[:-1], edges[1:]):
+            conn.register(_IP_LAST_SEEN_VIEW, ip_last_seen)
+            frame = _activity_chunk_features(conn, chunk_start, chunk_end)
+            ip_last_seen = conn.sql(
+                _ADVANCE_IP_LAST_SEEN_SQL,
+                params={"from": chunk_start - _LOOKBACK, "to": chunk_end - _LOOKBACK},
+            ).to_arrow_table()
+            rows += len(frame)
+            yield frame
+    finally:
+        conn.unregister(_SESSIONS_VIEW)
+        conn.unregister(_IP_LAST_SEEN_VIEW)
     logger.info(
-        "Computed %d activity feature rows for [%s, %s) from %d context rows in %.2f s",
-        len(frame),
+        "Computed %d activity feature rows for [%s, %s) in %d chunk(s) in %.2f s",
+        rows,
         start,
         end,
-        context.num_rows,
+        len(edges) - 1,
         time.perf_counter() - began,
     )
-    return frame
 
 
 def compute_order_features(
@@ -388,6 +470,46 @@ def _naive_utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime
     if start > end:
         raise ValueError(f"Feature range starts after it ends: start={start}, end={end}")
     return start, end
+
+
+def _chunk_edges(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, chunk_rows: int
+) -> list[datetime]:
+    """Cut [start, end) at whole hours into chunks of about ``chunk_rows`` activities each.
+
+    An hour holding more than ``chunk_rows`` activities stays one chunk.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
+    hourly = conn.sql(_HOURLY_ACTIVITIES_SQL, params={"start": start, "end": end}).to_arrow_table()
+    activities = _numpy(hourly, "activities")
+    chunk_of_hour = (np.cumsum(activities) - activities) // chunk_rows
+    cuts = _numpy(hourly, "hour")[1:][np.diff(chunk_of_hour) > 0]
+    return [start, *cuts.astype("datetime64[us]").tolist(), end]
+
+
+def _activity_chunk_features(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """The feature frame of one chunk; the session and last-seen tables must be registered."""
+    context = conn.sql(_ACTIVITY_CONTEXT_SQL, params={"start": start, "end": end}).to_arrow_table()
+    windows = _activity_window_features(
+        t_us=_numpy(context, "t_us"),
+        ip_code=_codes(context["ip_code"]),
+        action_code=_numpy(context, "action_code"),
+        is_failed_login=_numpy(context, "is_failed_login"),
+        last_t_us=context["ip_last_seen_t_us"],
+    )
+    in_range = _numpy(context, "in_range")
+    rows = context.filter(context["in_range"])
+    frame = pa.table(
+        {
+            column: windows[column][in_range] if column in windows else rows[column]
+            for column in ACTIVITY_COLUMNS
+        }
+    ).to_pandas()
+    logger.debug("Activity features of [%s, %s): %d rows", start, end, len(frame))
+    return frame.astype(ACTIVITY_DTYPES)  # a no-op unless the types drifted: the contract holds
 
 
 def _numpy(table: pa.Table, column: str) -> np.ndarray:

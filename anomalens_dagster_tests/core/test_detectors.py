@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.cluster import DBSCAN
+from sklearn.neighbors import NearestNeighbors
 
 from anomalens_dagster.core.detectors import (
     DETECTOR_CLASSES,
@@ -25,13 +26,13 @@ NUMERIC = ["amount", "count", "hour"]
 CATEGORICAL = ["action_type"]
 DETECTORS = sorted(DETECTOR_CLASSES)
 
-# Small data needs a wider DBSCAN radius than the production default, and the autoencoder only a
-# few quick epochs to reconstruct typical rows far better than planted outliers. In so few
-# dimensions the forest's "auto" cut-off flags about half the rows, so the tests set a rate.
+# The autoencoder needs only a few quick epochs to reconstruct typical rows far better than planted
+# outliers. In so few dimensions the forest's "auto" cut-off flags about half the rows, so the tests
+# set a rate.
 TEST_PARAMS = {
     "zscore": {},
     "isolation_forest": {"n_estimators": 100, "contamination": 0.02},
-    "dbscan": {"eps": 1.0},
+    "dbscan": {},
     "autoencoder": {"epochs": 8, "batch_size": 64},
 }
 
@@ -51,7 +52,12 @@ def normal_rows(n: int, seed: int) -> pd.DataFrame:
 def typical_rows() -> pd.DataFrame:
     """Rows at the centre of the training distribution, one per category."""
     return pd.DataFrame(
-        {"amount": [20.0, 20.0, 20.0], "count": [3, 3, 3], "hour": [13, 13, 13], "action_type": ["view", "search", "login"]}
+        {
+            "amount": [20.0, 20.0, 20.0],
+            "count": [3, 3, 3],
+            "hour": [13, 13, 13],
+            "action_type": ["view", "search", "login"],
+        }
     )
 
 
@@ -268,36 +274,55 @@ def test_isolation_forest_explains_an_unseen_category_as_the_top_feature(trainin
 # --- DBSCAN ----------------------------------------------------------------------------------------
 
 
-def test_dbscan_noise_equals_sklearn_dbscan_noise_when_every_row_is_a_candidate(training):
-    detector = DBSCANDetector(NUMERIC, CATEGORICAL, eps=0.8, min_samples=6).fit(training)
-    assert detector.training_metrics_["n_candidate_rows"] == detector.training_metrics_["n_distinct_rows"]
+def test_dbscan_noise_equals_sklearn_dbscan_noise_when_it_fits_on_every_row(training):
+    detector = DBSCANDetector(NUMERIC, CATEGORICAL, eps=0.8, min_samples=6, max_fit_rows=len(training)).fit(training)
+    assert detector.training_metrics_["n_sampled_rows"] == len(training)
     inputs = detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL])
     sklearn_noise = DBSCAN(eps=0.8, min_samples=6).fit(inputs).labels_ == -1
     assert 0 < sklearn_noise.sum() < len(training)
     np.testing.assert_array_equal(detector.predict(training), sklearn_noise.astype(np.int8))
 
 
-def test_dbscan_counts_duplicate_rows_towards_core_samples():
+def test_dbscan_counts_duplicate_rows_towards_core_samples_and_keeps_each_core_once():
     # Five identical rows form a core sample (min_samples=5); a sixth distinct row far away is noise.
     training = pd.DataFrame({"x": [0.0] * 5 + [10.0], "y": [1.0] * 5 + [1.0]})
     detector = DBSCANDetector(["x", "y"], eps=0.5, min_samples=5, log_skewed=False).fit(training)
-    assert detector.training_metrics_["n_distinct_rows"] == 2
     assert detector.training_metrics_["n_core_samples"] == 1
     assert detector.predict(training).tolist() == [0, 0, 0, 0, 0, 1]
 
 
-def test_dbscan_tests_at_most_max_fit_rows_candidates_reproducibly(training):
-    first = DBSCANDetector(NUMERIC, CATEGORICAL, eps=1.0, max_fit_rows=100, random_state=3).fit(training)
-    second = DBSCANDetector(NUMERIC, CATEGORICAL, eps=1.0, max_fit_rows=100, random_state=3).fit(training)
-    assert first.training_metrics_["n_candidate_rows"] == 100
-    assert 0 < first.training_metrics_["n_core_samples"] <= 100
+def test_dbscan_fits_on_a_reproducible_sample_of_max_fit_rows(training):
+    first = DBSCANDetector(NUMERIC, CATEGORICAL, max_fit_rows=300, random_state=3).fit(training)
+    second = DBSCANDetector(NUMERIC, CATEGORICAL, max_fit_rows=300, random_state=3).fit(training)
+    other_seed = DBSCANDetector(NUMERIC, CATEGORICAL, max_fit_rows=300, random_state=4).fit(training)
+    assert first.training_metrics_["n_sampled_rows"] == 300
+    assert 0 < first.training_metrics_["n_core_samples"] <= 300
     np.testing.assert_array_equal(first.core_samples_, second.core_samples_)
+    assert not np.array_equal(first.core_samples_, other_seed.core_samples_)
+
+
+def test_dbscan_derives_eps_from_the_k_distance_quantile_when_unset(training):
+    detector = DBSCANDetector(
+        NUMERIC, CATEGORICAL, eps=None, eps_quantile=0.9, min_samples=5, max_fit_rows=len(training)
+    ).fit(training)
+    inputs = detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL])
+    fifth_neighbour = NearestNeighbors(n_neighbors=5).fit(inputs).kneighbors(inputs)[0][:, -1]
+    assert detector.eps_ == pytest.approx(np.quantile(fifth_neighbour, 0.9))
+    assert detector.threshold_ == detector.eps_
+    assert detector.training_metrics_["n_core_samples"] == np.sum(fifth_neighbour <= detector.eps_)
+    sklearn_noise = DBSCAN(eps=detector.eps_, min_samples=5).fit(inputs).labels_ == -1
+    np.testing.assert_array_equal(detector.predict(training), sklearn_noise.astype(np.int8))
 
 
 def test_dbscan_without_core_samples_fails_with_advice():
     training = pd.DataFrame({"x": [0.0, 10.0, 20.0, 30.0]})
-    with pytest.raises(ValueError, match="no core samples.*increase eps or lower min_samples"):
+    with pytest.raises(ValueError, match="no core samples with eps=0.1 .*increase eps"):
         DBSCANDetector(["x"], eps=0.1, min_samples=2).fit(training)
+
+
+def test_dbscan_needs_at_least_min_samples_training_rows():
+    with pytest.raises(ValueError, match="3 training rows cannot hold a core sample of min_samples=5"):
+        DBSCANDetector(["x"]).fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
 
 
 def test_dbscan_explanation_adds_up_to_the_squared_distance(training):
@@ -314,7 +339,11 @@ def test_dbscan_explanation_adds_up_to_the_squared_distance(training):
 def test_autoencoder_reports_epochs_to_the_callback_and_drops_it_when_pickled(training):
     seen: list[tuple[int, float]] = []
     detector = AutoencoderDetector(
-        NUMERIC, CATEGORICAL, epochs=3, batch_size=256, on_epoch_end=lambda epoch, logs: seen.append((epoch, logs["loss"]))
+        NUMERIC,
+        CATEGORICAL,
+        epochs=3,
+        batch_size=256,
+        on_epoch_end=lambda epoch, logs: seen.append((epoch, logs["loss"])),
     ).fit(training)
     assert [epoch for epoch, _ in seen] == list(range(detector.training_metrics_["epochs_run"]))
     assert detector.training_metrics_["final_loss"] == pytest.approx(seen[-1][1])

@@ -22,6 +22,7 @@ from anomalens_dagster.core.features import (
     ORDER_FEATURE_COLUMNS,
     compute_activity_features,
     compute_order_features,
+    iter_activity_features,
 )
 
 STORE_DDL = """
@@ -359,6 +360,18 @@ def test_session_features_cover_the_whole_session_across_midnight(conn):
     assert column(frame, "session_duration_seconds") == {3: 180.0, 4: 0.0, 5: 0.0}
 
 
+def test_action_types_outside_the_vocabulary_count_as_one_other_type_in_a_session(conn):
+    rows = [
+        act(1, MONDAY, session="odd", action="view_page"),
+        act(2, MONDAY + timedelta(seconds=5), session="odd", action="teleport"),
+        act(3, MONDAY + timedelta(seconds=9), session="odd", action="levitate"),
+    ]
+    load_activities(conn, rows)
+    frame = features_by_id(conn, MONDAY, TUESDAY)
+    assert column(frame, "session_distinct_action_types") == {1: 2, 2: 2, 3: 2}
+    assert column(frame, "action_type") == {1: "view_page", 2: "teleport", 3: "levitate"}
+
+
 # --- Whole history vs one day --------------------------------------------------------------------
 
 
@@ -406,6 +419,26 @@ def test_a_day_computed_alone_equals_the_same_rows_computed_over_the_whole_histo
         same_rows = history[(history["timestamp"] >= start) & (history["timestamp"] < start + DAY)]
         assert len(alone) > 0
         pd.testing.assert_frame_equal(alone, same_rows.reset_index(drop=True))
+
+
+def test_chunks_of_a_long_range_hold_exactly_the_rows_and_values_of_one_pass(conn):
+    load_activities(conn, synthetic_activities(seed=6))
+    whole = compute_activity_features(conn, MONDAY, MONDAY + 4 * DAY)
+    chunks = list(iter_activity_features(conn, MONDAY, MONDAY + 4 * DAY, chunk_rows=40))
+    assert len(chunks) > 10
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+
+
+def test_computing_features_leaves_nothing_registered_on_the_connection(conn):
+    load_activities(conn, [act(1, MONDAY)])
+    before = conn.sql("SHOW ALL TABLES").fetchall()
+    compute_activity_features(conn, MONDAY, TUESDAY)
+    assert conn.sql("SHOW ALL TABLES").fetchall() == before
+
+
+def test_a_chunk_size_below_one_row_is_refused(conn):
+    with pytest.raises(ValueError, match="chunk_rows"):
+        next(iter_activity_features(conn, MONDAY, TUESDAY, chunk_rows=0))
 
 
 def test_synthetic_history_features_are_finite_and_flag_every_burst_row(conn):

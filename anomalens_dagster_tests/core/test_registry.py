@@ -93,7 +93,7 @@ def test_loading_when_nothing_is_registered_tells_to_materialise_the_model_asset
     with pytest.raises(ModelNotFoundError, match="materialise the model asset activity_dbscan"):
         load_model(conn, "dbscan", "activity")
     register(conn, zscore)
-    with pytest.raises(ModelNotFoundError, match="no version 7 of the zscore model is registered for entity type 'activity'"):
+    with pytest.raises(ModelNotFoundError, match="no version 7 of the zscore model is registered for entity type"):
         load_model(conn, "zscore", "activity", version=7)
 
 

@@ -102,8 +102,8 @@ class Detector(BaseEstimator, ABC):
 
         Returns a frame indexed like `X` with columns `feature_1, contribution_1, …, feature_k,
         contribution_k` (k = min(top_k, number of explained features)). Features are ranked by the
-        absolute value of their contribution; what a contribution means is documented on each
-        detector's `_contributions`.
+        absolute value of their contribution; what a contribution is (a signed z, a squared error, …)
+        is documented on each detector class.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")

@@ -3,20 +3,27 @@
 scikit-learn's `DBSCAN` materialises every point's neighbour list, which grows quadratically in
 dense regions (100k dense rows took 19 GB here), and it clusters the data it is given, so scoring a
 new day would re-cluster it alone. Only DBSCAN's noise rule matters for anomaly detection: a point
-is noise unless it is within `eps` of a core sample, a point with at least `min_samples` training
-rows (itself included) within `eps`. This detector applies that rule in bounded memory:
+is noise unless it lies within `eps` of a core sample, a training row with at least `min_samples`
+training rows (itself and its duplicates included) within `eps`. This detector learns that rule on
+a bounded sample and applies it to new rows without re-clustering:
 
-1. the candidates are the distinct (preprocessed) training rows — at most `max_fit_rows` of them,
-   drawn reproducibly with `random_state` when there are more;
-2. each candidate's neighbours within `eps` are *counted* over the whole training set (duplicates
-   included, which is what DBSCAN's sample weights would express) with a KD-tree count-only query,
-   which never builds neighbour lists; candidates with at least `min_samples` are core samples;
-3. score(X) = Euclidean distance to the nearest core sample, `threshold_ = eps`.
+1. fit on at most `max_fit_rows` training rows, drawn uniformly and reproducibly (`random_state`)
+   from all rows, duplicates included, so that density keeps its meaning;
+2. a sampled row is a core sample when its `min_samples`-th nearest sampled row (itself included)
+   lies within eps — one chunked nearest-neighbour query, never a neighbour list; identical core
+   rows are kept once;
+3. score(X) = Euclidean distance to the nearest core sample, `threshold_ = eps_`.
 
-When the training set has at most `max_fit_rows` distinct rows every row is a candidate and
-`predict` on the training set equals scikit-learn's DBSCAN noise labels. With more, the core samples
-are a sample of the true ones, so a few border rows next to unsampled core rows become noise.
-Scoring never re-clusters: it is one nearest-neighbour query per row against the core samples.
+`eps=None` (the default) derives the radius from the sample: `eps_` is the `eps_quantile` quantile
+of those `min_samples`-th neighbour distances (DBSCAN's k-distance heuristic), so about that share
+of the sample are core samples. A fixed eps means little across feature sets and sample sizes: on
+the simulator's 25 preprocessed activity columns the median 5th-neighbour distance over 100k rows
+is about 1.0, over 8 order columns about 0.5 (eps 0.5 flags about 40 % of the orders).
+
+With at most `max_fit_rows` training rows this is exactly DBSCAN: `predict` on the training set
+equals scikit-learn's noise labels. Scoring costs one nearest-neighbour query per row against the
+core samples — brute force above about 15 preprocessed columns, where trees stop pruning — so
+`max_fit_rows` also bounds the scoring cost.
 """
 
 from __future__ import annotations
@@ -26,12 +33,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.neighbors import KDTree, NearestNeighbors
-from sklearn.utils import gen_even_slices
+from sklearn.neighbors import NearestNeighbors
 
 from anomalens_dagster.constants import (
-    DEFAULT_DBSCAN_EPS,
+    DEFAULT_DBSCAN_EPS_QUANTILE,
     DEFAULT_DBSCAN_MAX_FIT_ROWS,
     DEFAULT_DBSCAN_MIN_SAMPLES,
     DEFAULT_SEED,
@@ -42,12 +47,14 @@ from anomalens_dagster.core.detectors.preprocessing import TabularPreprocessor
 
 
 class DBSCANDetector(Detector):
-    """DBSCAN noise = anomaly, fitted and scored in bounded memory (see the module docstring).
+    """DBSCAN noise = anomaly, fitted on a bounded sample and scored without re-clustering.
+
+    See the module docstring for the method and for choosing eps.
 
     `explain` contributions are each feature's squared difference to the nearest core sample in the
     preprocessed space (a categorical feature sums its one-hot columns); they add up to score².
-    Fitted: `preprocessor_`, `core_samples_` (preprocessed core rows), `nearest_core_`.
-    `n_jobs` threads count neighbours at fit and query nearest core samples at scoring.
+    Fitted: `preprocessor_`, `eps_`, `core_samples_` (preprocessed core rows), `nearest_core_`.
+    `n_jobs` is passed to scikit-learn's nearest-neighbour queries.
     """
 
     name = DETECTOR_DBSCAN
@@ -56,7 +63,8 @@ class DBSCANDetector(Detector):
         self,
         numeric_features: Sequence[str],
         categorical_features: Sequence[str] = (),
-        eps: float = DEFAULT_DBSCAN_EPS,
+        eps: float | None = None,
+        eps_quantile: float = DEFAULT_DBSCAN_EPS_QUANTILE,
         min_samples: int = DEFAULT_DBSCAN_MIN_SAMPLES,
         max_fit_rows: int = DEFAULT_DBSCAN_MAX_FIT_ROWS,
         random_state: int = DEFAULT_SEED,
@@ -66,6 +74,7 @@ class DBSCANDetector(Detector):
         self.numeric_features = numeric_features
         self.categorical_features = categorical_features
         self.eps = eps
+        self.eps_quantile = eps_quantile
         self.min_samples = min_samples
         self.max_fit_rows = max_fit_rows
         self.random_state = random_state
@@ -73,8 +82,10 @@ class DBSCANDetector(Detector):
         self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
-        if not self.eps > 0:
-            raise ValueError(f"dbscan detector: eps must be positive, got {self.eps}")
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"dbscan detector: eps must be positive (or None to derive it), got {self.eps}")
+        if not 0 < self.eps_quantile <= 1:
+            raise ValueError(f"dbscan detector: eps_quantile must be in (0, 1], got {self.eps_quantile}")
         if self.min_samples < 1:
             raise ValueError(f"dbscan detector: min_samples must be at least 1, got {self.min_samples}")
         if self.max_fit_rows < 1:
@@ -83,33 +94,29 @@ class DBSCANDetector(Detector):
     def _fit(self, numeric: np.ndarray, categorical: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
         self.preprocessor_ = TabularPreprocessor(log_skewed=self.log_skewed).fit(numeric, categorical)
         inputs = self.preprocessor_.transform(numeric, categorical)
-        distinct = np.flatnonzero(~pd.DataFrame(inputs).duplicated().to_numpy())
-        candidates = distinct
-        if len(distinct) > self.max_fit_rows:
+        if len(inputs) < self.min_samples:
+            raise ValueError(
+                f"dbscan detector: {len(inputs)} training rows cannot hold a core sample of min_samples="
+                f"{self.min_samples}; train on a longer window"
+            )
+        sample = inputs
+        if len(inputs) > self.max_fit_rows:
             rng = np.random.default_rng(self.random_state)
-            candidates = np.sort(rng.choice(distinct, size=self.max_fit_rows, replace=False))
-        neighbour_counts = self._count_neighbours(KDTree(inputs), inputs[candidates])
-        core = candidates[neighbour_counts >= self.min_samples]
+            sample = inputs[np.sort(rng.choice(len(inputs), size=self.max_fit_rows, replace=False))]
+        neighbours = NearestNeighbors(n_neighbors=self.min_samples, n_jobs=self.n_jobs).fit(sample)
+        kth_distance = neighbours.kneighbors(sample, return_distance=True)[0][:, -1]
+        self.eps_ = float(self.eps if self.eps is not None else np.quantile(kth_distance, self.eps_quantile))
+        core = pd.DataFrame(sample[kth_distance <= self.eps_]).drop_duplicates().to_numpy()
         if len(core) == 0:
             raise ValueError(
-                f"dbscan detector: no core samples with eps={self.eps} and min_samples={self.min_samples} "
-                f"among {len(candidates)} candidate rows, so every row would be noise; "
-                "increase eps or lower min_samples"
+                f"dbscan detector: no core samples with eps={self.eps_:.4g} and min_samples={self.min_samples} "
+                f"among {len(sample)} sampled rows, so every row would be noise; "
+                "increase eps (or leave it unset to derive it from the data) or lower min_samples"
             )
-        self.core_samples_ = inputs[core]
-        self.nearest_core_ = NearestNeighbors(n_neighbors=1, n_jobs=self.n_jobs).fit(self.core_samples_)
-        self.threshold_ = float(self.eps)
-        metrics = {"n_distinct_rows": len(distinct), "n_candidate_rows": len(candidates), "n_core_samples": len(core)}
-        return self._nearest_core(inputs)[0], metrics
-
-    def _count_neighbours(self, tree: KDTree, points: np.ndarray) -> np.ndarray:
-        """Training rows within eps of each point, counted in threads (the query releases the GIL)."""
-        n_chunks = max(1, min(len(points) // 1_000, 4 * effective_n_jobs(self.n_jobs)))
-        counts = Parallel(n_jobs=self.n_jobs, backend="threading")(
-            delayed(tree.query_radius)(points[chunk], r=self.eps, count_only=True)
-            for chunk in gen_even_slices(len(points), n_chunks)
-        )
-        return np.concatenate(counts)
+        self.core_samples_ = core
+        self.nearest_core_ = NearestNeighbors(n_neighbors=1, n_jobs=self.n_jobs).fit(core)
+        self.threshold_ = self.eps_
+        return self._nearest_core(inputs)[0], {"n_sampled_rows": len(sample), "n_core_samples": len(core)}
 
     def _nearest_core(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         distances, indices = self.nearest_core_.kneighbors(inputs, return_distance=True)

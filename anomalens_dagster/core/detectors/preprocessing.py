@@ -47,7 +47,8 @@ class TabularPreprocessor:
         self.log_skewed = log_skewed
 
     def fit(self, numeric: np.ndarray, categorical: pd.DataFrame) -> Self:
-        self.log_columns_ = (skewness(numeric) > SKEW_THRESHOLD) if self.log_skewed else np.zeros(numeric.shape[1], bool)
+        skewed = skewness(numeric) > SKEW_THRESHOLD
+        self.log_columns_ = skewed if self.log_skewed else np.zeros_like(skewed)
         transformed = self._log(numeric)
         self.mean_ = transformed.mean(axis=0)
         std = transformed.std(axis=0)
@@ -70,15 +71,6 @@ class TabularPreprocessor:
     @property
     def n_outputs(self) -> int:
         return len(self.column_feature_)
-
-    def output_names(self, numeric_features: list[str], categorical_features: list[str]) -> list[str]:
-        """Names of the output columns: numeric names, then `feature=category` per one-hot column."""
-        one_hot = [
-            f"{feature}={category}"
-            for feature, categories in zip(categorical_features, self.categories_, strict=True)
-            for category in categories
-        ]
-        return list(numeric_features) + one_hot
 
     def standardised_numeric(self, numeric: np.ndarray) -> np.ndarray:
         return (self._log(numeric) - self.mean_) / self.scale_

@@ -1,0 +1,106 @@
+"""What each detector trains on: the entity's feature table, a trailing window, a reproducible sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from anomalens_dagster.constants import (
+    ACTIVITY_FEATURES,
+    ENTITY_ACTIVITY,
+    ENTITY_ORDER,
+    FEATURES_SCHEMA,
+    ORDER_FEATURES,
+)
+from anomalens_dagster.core.features import (
+    ACTIVITY_CATEGORICAL_COLUMNS,
+    ACTIVITY_FEATURE_COLUMNS,
+    ORDER_FEATURE_COLUMNS,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EntityFeatures:
+    """Where an entity's features live and which columns the detectors see."""
+
+    entity_type: str
+    table: str
+    time_column: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{FEATURES_SCHEMA}.{self.table}"
+
+
+ENTITY_FEATURES: dict[str, EntityFeatures] = {
+    ENTITY_ACTIVITY: EntityFeatures(
+        ENTITY_ACTIVITY, ACTIVITY_FEATURES, "timestamp", ACTIVITY_FEATURE_COLUMNS, ACTIVITY_CATEGORICAL_COLUMNS
+    ),
+    ENTITY_ORDER: EntityFeatures(ENTITY_ORDER, ORDER_FEATURES, "created_at", ORDER_FEATURE_COLUMNS, ()),
+}
+
+
+@dataclass(frozen=True)
+class TrainingFrame:
+    """Feature rows to fit on, and the window [start, end) they were drawn from."""
+
+    frame: pd.DataFrame
+    start: dt.datetime
+    end: dt.datetime
+    rows_in_window: int
+
+
+class NoTrainingDataError(LookupError):
+    """The feature table is missing or empty, so there is nothing to train on."""
+
+
+def load_training_frame(
+    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, training_days: int, max_rows: int, seed: int
+) -> TrainingFrame:
+    """The last `training_days` whole days of features, ending with the latest day that has any."""
+    try:
+        latest = conn.execute(f"SELECT max({entity.time_column}) FROM {entity.qualified_table}").fetchone()[0]
+    except duckdb.CatalogException:
+        latest = None
+    if latest is None:
+        raise NoTrainingDataError(
+            f"{entity.qualified_table} has no rows: materialise {entity.table} for some days before training"
+        )
+    end = dt.datetime.combine(latest.date() + dt.timedelta(days=1), dt.time())
+    return load_feature_sample(conn, entity, end - dt.timedelta(days=training_days), end, max_rows, seed)
+
+
+def load_feature_sample(
+    conn: duckdb.DuckDBPyConnection,
+    entity: EntityFeatures,
+    start: dt.datetime,
+    end: dt.datetime,
+    max_rows: int,
+    seed: int,
+) -> TrainingFrame:
+    """Feature rows in [start, end); past `max_rows`, a uniform sample of `max_rows` of them.
+
+    The sample is drawn with `seed` from the rows ordered by id, so the same data and seed always
+    give the same rows.
+    """
+    columns = ", ".join(("id", *entity.numeric, *entity.categorical))
+    frame = conn.execute(
+        f"SELECT {columns} FROM {entity.qualified_table} "
+        f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end ORDER BY id",
+        {"start": start, "end": end},
+    ).df()
+    rows_in_window = len(frame)
+    if rows_in_window > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(rows_in_window, size=max_rows, replace=False))
+        frame = frame.iloc[keep].reset_index(drop=True)
+    logger.info("sampled %d of %d %s rows in [%s, %s)", len(frame), rows_in_window, entity.entity_type, start, end)
+    return TrainingFrame(frame=frame, start=start, end=end, rows_in_window=rows_in_window)

@@ -1,0 +1,46 @@
+"""Feature assets against a DuckDB file in tmp_path, after a real store materialisation."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster_tests.assets.test_store import RANGE_TAGS, materialize_store
+
+
+def features_of(db_path, table: str) -> pd.DataFrame:
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        return conn.execute(f"SELECT * FROM features.{table} ORDER BY id").df()
+
+
+def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(duckdb_resource, db_path, small_simulation):
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+
+    result = dg.materialize(
+        [activity_features, order_features, *feature_checks],
+        resources={"duckdb": duckdb_resource},
+        tags=RANGE_TAGS,
+        selection=[activity_features.key, order_features.key],
+    )
+
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 4 and all(e.passed for e in evaluations)
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        activities = conn.execute("SELECT count(*) FROM store.user_activities").fetchone()[0]
+        orders = conn.execute("SELECT count(*) FROM store.orders").fetchone()[0]
+    assert len(features_of(db_path, "activity_features")) == activities
+    assert len(features_of(db_path, "order_features")) == orders
+
+
+def test_a_day_materialised_alone_equals_the_same_day_from_a_range_run(duckdb_resource, db_path, small_simulation):
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+    assets = [activity_features, order_features]
+    dg.materialize(assets, resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
+    from_range = {table: features_of(db_path, table) for table in ("activity_features", "order_features")}
+
+    for day in ("2026-03-01", "2026-03-02"):
+        dg.materialize(assets, resources={"duckdb": duckdb_resource}, partition_key=day)
+
+    for table, expected in from_range.items():
+        pd.testing.assert_frame_equal(features_of(db_path, table), expected)
