@@ -87,8 +87,10 @@ DEFAULT_AUTOENCODER_EPOCHS = 20
 
 # --- Features ------------------------------------------------------------------------------------
 # Activity features of a range [start, end) read the store this far around it (the widest window
-# looks 15 minutes back and, for the symmetric extras, 15 minutes ahead). A day's features therefore
-# change when the first minutes of the next day are loaded: re-compute the day before too.
+# looks 15 minutes back and, for the symmetric extras, 15 minutes ahead), plus each IP's last action
+# before that and the whole of every session active in the range. A day's features therefore change
+# when the first minutes of the next day, or later actions of its sessions, are loaded: re-compute
+# the day before too.
 ACTIVITY_FEATURES_LOOKBACK_SECONDS = 15 * 60
 ACTIVITY_FEATURES_LOOKAHEAD_SECONDS = 15 * 60
 
@@ -106,6 +108,7 @@ DEFAULT_EXPLAIN_TOP_K = 3
 # Training rows DBSCAN is fitted on (a seeded sample when there are more). Scoring is a nearest-core
 # query whose cost grows with the core samples: 2,000 keeps 25 activity columns above 100k rows/s.
 DEFAULT_DBSCAN_MAX_FIT_ROWS = 2_000
+DEFAULT_DBSCAN_EPS_QUANTILE = 0.99  # with eps unset: share of the sampled rows that become core samples
 DEFAULT_AUTOENCODER_BATCH_SIZE = 1_024  # batch 32 on 200k rows took 81 s for 5 epochs, 1024 took 8 s
 DEFAULT_AUTOENCODER_VALIDATION_FRACTION = 0.1
 DEFAULT_AUTOENCODER_PATIENCE = 3  # epochs without a better validation loss before early stopping
@@ -113,7 +116,6 @@ DEFAULT_AUTOENCODER_PATIENCE = 3  # epochs without a better validation loss befo
 # --- Derived tables (asset keys equal table names) -----------------------------------------------
 ACTIVITY_FEATURES = "activity_features"
 ORDER_FEATURES = "order_features"
-DEFAULT_DBSCAN_EPS_QUANTILE = 0.99  # with eps unset: share of candidate rows that become core samples
 
 # --- Evaluation ----------------------------------------------------------------------------------
 # `anomaly_kind` of the evaluation row that pools every labelled kind of an entity type.

@@ -1,7 +1,7 @@
 """Feature assets: one engineered row per activity and per order, daily-partitioned."""
 
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import dagster as dg
@@ -23,8 +23,8 @@ from anomalens_dagster.constants import (
 from anomalens_dagster.core.features import (
     ACTIVITY_FEATURE_COLUMNS,
     ORDER_FEATURE_COLUMNS,
-    compute_activity_features,
     compute_order_features,
+    iter_activity_features,
 )
 from anomalens_dagster.core.warehouse import replace_window
 from anomalens_dagster.partitions import daily_partitions, naive_utc_window
@@ -40,14 +40,13 @@ def _materialize_features(
     duckdb: AnomaLensDuckDB,
     table: str,
     time_column: str,
-    compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], pd.DataFrame],
+    compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
 ) -> dg.MaterializeResult:
     start, end = naive_utc_window(context)
     with duckdb.get_connection() as conn:
-        frame = compute(conn, start, end)
-        replace_window(conn, FEATURES_SCHEMA, table, frame, time_column, start, end)
-        context.log.info(f"wrote {len(frame)} feature rows for [{start}, {end}) to {FEATURES_SCHEMA}.{table}")
-        return dg.MaterializeResult(metadata=table_metadata(conn, FEATURES_SCHEMA, table, frame))
+        rows, preview = replace_window(conn, FEATURES_SCHEMA, table, compute(conn, start, end), time_column, start, end)
+        context.log.info(f"wrote {rows} feature rows for [{start}, {end}) to {FEATURES_SCHEMA}.{table}")
+        return dg.MaterializeResult(metadata=table_metadata(conn, FEATURES_SCHEMA, table, preview, rows))
 
 
 @dg.asset(
@@ -61,7 +60,8 @@ def _materialize_features(
 )
 def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
-    return _materialize_features(context, duckdb, ACTIVITY_FEATURES, "timestamp", compute_activity_features)
+    # Chunked, so a long single-run backfill stays within memory.
+    return _materialize_features(context, duckdb, ACTIVITY_FEATURES, "timestamp", iter_activity_features)
 
 
 @dg.asset(
@@ -76,7 +76,9 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
 )
 def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each order: amount, size, time, amount against its items and its customer."""
-    return _materialize_features(context, duckdb, ORDER_FEATURES, "created_at", compute_order_features)
+    return _materialize_features(
+        context, duckdb, ORDER_FEATURES, "created_at", lambda conn, start, end: [compute_order_features(conn, start, end)]
+    )
 
 
 # --- Asset checks -------------------------------------------------------------------------------

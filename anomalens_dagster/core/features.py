@@ -1,4 +1,4 @@
-"""Feature engineering for activities and orders: DuckDB store tables in, one feature row per event out.
+"""Feature engineering: DuckDB store tables in, one feature row per activity or order out.
 
 ``compute_activity_features`` returns one row per ``store.user_activities`` row with
 ``start <= timestamp < end``, ``compute_order_features`` one row per ``store.orders`` row with
@@ -56,7 +56,7 @@ ACTIVITY_REQUIRED_FEATURE_COLUMNS: tuple[str, ...] = (
     # Seconds since this IP's previous action, however long ago (0 for its first ever). Ties (same
     # IP, same timestamp) are ordered by id: the lowest id measures back, the others get 0.
     "time_since_last_activity_ip",
-    "actions_in_last_5min_ip",  # this IP's actions in (t - 5 min, t], this one and its ties included
+    "actions_in_last_5min_ip",  # this IP's actions in (t - 5 min, t], this one and ties included
     "failed_logins_in_last_15min_ip",  # this IP's failed_login actions in (t - 15 min, t]
 )
 
@@ -406,7 +406,8 @@ def iter_activity_features(
 
     Yields at least one frame (empty for an empty range). The chunks' rows together are exactly
     those of ``compute_activity_features``; chunking changes no value. While the iterator is open
-    it keeps two private arrow tables registered on ``conn``.
+    it keeps two private arrow tables registered on ``conn``, so do not interleave two iterators on
+    one connection; writing each chunk through ``conn`` between steps is fine.
     """
     start, end = _naive_utc_range(start, end)
     began = time.perf_counter()
@@ -513,7 +514,7 @@ def _activity_chunk_features(
 
 
 def _numpy(table: pa.Table, column: str) -> np.ndarray:
-    """A column without nulls as a numpy array (strings as an object array)."""
+    """A column without nulls as a numpy array."""
     return table[column].to_numpy()
 
 
@@ -605,7 +606,8 @@ def _activity_window_features(
     }
     result = {name: _unsort(values, by_ip) for name, values in by_ip_values.items()}
 
-    # Identical actions: group by (ip, action code) keeping the (ip, timestamp, id) order inside.
+    # Identical actions: group by IP and action code (action type and target), keeping the
+    # (timestamp, id) order inside each group.
     same_action = ip_code * (action_code.max(initial=0) + 1) + action_code
     by_action = by_ip[np.argsort(same_action[by_ip], kind="stable")]
     action_key = _window_key(

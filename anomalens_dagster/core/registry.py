@@ -223,10 +223,9 @@ def load_model(
     except duckdb.CatalogException:
         row = None  # the registry table does not exist yet: nothing was ever registered
     if row is None:
-        wanted = "a" if version is None else f"version {version} of the"
+        wanted = f"{detector_name} model" if version is None else f"version {version} of the {detector_name} model"
         raise ModelNotFoundError(
-            f"no {wanted} {detector_name} model is registered for entity type {entity_type!r} in "
-            f"{MODEL_REGISTRY_TABLE}; "
+            f"no {wanted} is registered for entity type {entity_type!r} in {MODEL_REGISTRY_TABLE}; "
             f"materialise the model asset {entity_type}_{detector_name} to train and register one"
         )
     *fields, artifact = row

@@ -16,6 +16,7 @@ from anomalens_dagster.core.detectors import (
     DETECTOR_CLASSES,
     AutoencoderDetector,
     DBSCANDetector,
+    Detector,
     IsolationForestDetector,
     ZScoreDetector,
     feature_schema,
@@ -72,7 +73,7 @@ def planted_outliers() -> pd.DataFrame:
     )
 
 
-def build(name: str, **overrides) -> object:
+def build(name: str, **overrides) -> Detector:
     return make_detector(name, NUMERIC, CATEGORICAL, **{**TEST_PARAMS[name], **overrides})
 
 

@@ -90,7 +90,7 @@ def test_versions_increment_per_detector_and_entity_type(conn, zscore, forest):
 
 
 def test_loading_when_nothing_is_registered_tells_to_materialise_the_model_asset(conn, zscore):
-    with pytest.raises(ModelNotFoundError, match="materialise the model asset activity_dbscan"):
+    with pytest.raises(ModelNotFoundError, match="no dbscan model is registered.*model asset activity_dbscan"):
         load_model(conn, "dbscan", "activity")
     register(conn, zscore)
     with pytest.raises(ModelNotFoundError, match="no version 7 of the zscore model is registered for entity type"):

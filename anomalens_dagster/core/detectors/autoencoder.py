@@ -7,6 +7,7 @@ importing this module (and so building the Dagster definitions) never loads Tens
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,12 @@ def _import_keras() -> Any:
 
 def _model_to_bytes(model: keras.Model) -> bytes:
     # Keras 3 saves only to a path; the `.keras` zip reloads with identical predictions (legacy .h5 does not).
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
+        # Keras 3.15 converts TF variables with np.array(copy=False) while saving, which NumPy 2
+        # reports as deprecated; the saved weights are exact, so keep the noise out of run logs.
+        warnings.filterwarnings(
+            "ignore", message="__array__ implementation doesn't accept a copy", category=DeprecationWarning
+        )
         path = Path(directory) / "autoencoder.keras"
         model.save(path)
         return path.read_bytes()

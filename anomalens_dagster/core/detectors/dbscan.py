@@ -16,9 +16,10 @@ a bounded sample and applies it to new rows without re-clustering:
 
 `eps=None` (the default) derives the radius from the sample: `eps_` is the `eps_quantile` quantile
 of those `min_samples`-th neighbour distances (DBSCAN's k-distance heuristic), so about that share
-of the sample are core samples. A fixed eps means little across feature sets and sample sizes: on
-the simulator's 25 preprocessed activity columns the median 5th-neighbour distance over 100k rows
-is about 1.0, over 8 order columns about 0.5 (eps 0.5 flags about 40 % of the orders).
+of the sample are core samples. A fixed eps means little across feature sets and sample sizes: in
+the simulator's data the median 5th-neighbour distance is about 1.0 among 100k activities (25
+preprocessed columns) and 0.5 among 10k orders (8 columns), where eps 0.5 flags about 40 % of them;
+it grows as the sample shrinks.
 
 With at most `max_fit_rows` training rows this is exactly DBSCAN: `predict` on the training set
 equals scikit-learn's noise labels. Scoring costs one nearest-neighbour query per row against the

@@ -1,0 +1,104 @@
+"""Benchmark: feature frames read from DuckDB, computed and written back, as the assets do it.
+
+Usage: .venv/bin/python -m benchmarks.features [--days 30] [--tile 10]
+Builds the 30-day store of `benchmarks.simulate` (≈1M activities, 100k orders) in a temporary
+DuckDB file, then times activity and order features for all days in one range run and for each
+day alone; then tiles the activities `--tile` times along the time axis (≈10M rows) and times one
+range run over all of them. Prints rows/s (rows / wall time of read + compute + write) and peak RSS.
+"""
+
+import argparse
+import datetime as dt
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from anomalens_dagster.constants import ACTIVITY_FEATURES, FEATURES_SCHEMA, ORDER_FEATURES
+from anomalens_dagster.core.features import compute_order_features, iter_activity_features
+from anomalens_dagster.core.simulator import simulate_catalog
+from anomalens_dagster.core.warehouse import replace_catalog, replace_window
+from benchmarks.common import peak_rss_mb, print_table, stopwatch
+from benchmarks.simulate import BENCHMARK_SETTINGS, FIRST_DAY, write_days
+
+Compute = Callable[[duckdb.DuckDBPyConnection, dt.datetime, dt.datetime], Iterable[pd.DataFrame]]
+
+
+def order_frames(conn: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime) -> list[pd.DataFrame]:
+    return [compute_order_features(conn, start, end)]
+
+
+def materialize(conn, table: str, time_column: str, compute: Compute, start: dt.datetime, end: dt.datetime) -> int:
+    rows, _ = replace_window(conn, FEATURES_SCHEMA, table, compute(conn, start, end), time_column, start, end)
+    return rows
+
+
+def time_runs(conn, days: list[dt.date]) -> list[tuple]:
+    start = dt.datetime.combine(days[0], dt.time())
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
+    results = []
+    for table, time_column, compute in (
+        (ACTIVITY_FEATURES, "timestamp", iter_activity_features),
+        (ORDER_FEATURES, "created_at", order_frames),
+    ):
+        with stopwatch() as seconds:
+            rows = materialize(conn, table, time_column, compute, start, end)
+        results.append((table, f"{len(days)} days, one range run", rows, seconds[0], rows / seconds[0]))
+        with stopwatch() as seconds:
+            rows = sum(
+                materialize(
+                    conn, table, time_column, compute,
+                    dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
+                )
+                for day in days
+            )
+        results.append((table, f"{len(days)} one-day runs", rows, seconds[0], rows / seconds[0]))
+    return results
+
+
+def tile_activities(conn: duckdb.DuckDBPyConnection, days: int, copies: int) -> tuple[dt.datetime, dt.datetime]:
+    """Append `copies - 1` copies of the activities, each shifted `days` later, with fresh ids and sessions."""
+    shift_ids = 10**12
+    for copy in range(1, copies):
+        conn.execute(
+            """INSERT INTO store.user_activities
+               SELECT id + $copy * $shift_ids, customer_id, session_id || '-' || $copy,
+                      timestamp + to_days($copy * $days), action_type, details, ip_address, user_agent, source
+               FROM store.user_activities WHERE id < $shift_ids""",
+            {"copy": copy, "shift_ids": shift_ids, "days": days},
+        )
+    start = dt.datetime.combine(FIRST_DAY, dt.time())
+    return start, start + dt.timedelta(days=days * copies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--tile", type=int, default=10, help="copies of the activities for the large run (0: skip)")
+    args = parser.parse_args()
+    days = [FIRST_DAY + dt.timedelta(days=i) for i in range(args.days)]
+    folder = tempfile.TemporaryDirectory()
+    db = Path(folder.name) / "bench.duckdb"
+
+    catalog = simulate_catalog(BENCHMARK_SETTINGS)
+    with duckdb.connect(str(db)) as conn:
+        replace_catalog(conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers})
+        write_days(conn, days, catalog)
+        conn.execute("CHECKPOINT")
+        results = time_runs(conn, days)
+        if args.tile > 1:
+            start, end = tile_activities(conn, args.days, args.tile)
+            conn.execute("CHECKPOINT")
+            with stopwatch() as seconds:
+                rows = materialize(conn, ACTIVITY_FEATURES, "timestamp", iter_activity_features, start, end)
+            results.append((ACTIVITY_FEATURES, f"{args.days * args.tile} days (tiled), one range run", rows, seconds[0], rows / seconds[0]))
+
+    print(f"Features: read from DuckDB + compute + write back ({BENCHMARK_SETTINGS.activities_per_day:,} activities/day)\n")
+    print_table(["table", "run", "rows", "seconds", "rows/s"], results)
+    print(f"\npeak RSS: {peak_rss_mb():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
