@@ -70,10 +70,12 @@ class DetectionConfig(dg.Config):
     z_threshold: float = Field(
         default=c.DEFAULT_Z_THRESHOLD, gt=0, description="Z-score: a row is anomalous where any |z| exceeds this."
     )
-    dbscan_eps: float = Field(
+    dbscan_eps: float | None = Field(
         default=c.DEFAULT_DBSCAN_EPS,
         gt=0,
-        description="DBSCAN: neighbourhood radius in scaled feature space; rows farther than this from every core sample are noise (anomalies).",
+        description="DBSCAN: neighbourhood radius, as a root-mean-square distance per standardised feature; rows "
+        "farther than this from every core sample are noise (anomalies). Null derives it from the data "
+        "(99th percentile of the distance to the min_samples-th neighbour).",
     )
     dbscan_min_samples: int = Field(
         default=c.DEFAULT_DBSCAN_MIN_SAMPLES, ge=1, description="DBSCAN: neighbours within eps that make a core sample."

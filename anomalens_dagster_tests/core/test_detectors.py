@@ -275,11 +275,16 @@ def test_isolation_forest_explains_an_unseen_category_as_the_top_feature(trainin
 # --- DBSCAN ----------------------------------------------------------------------------------------
 
 
+def rms_scaled(inputs: np.ndarray) -> np.ndarray:
+    """DBSCAN's distances are RMS per preprocessed column: Euclidean on inputs / sqrt(width)."""
+    return inputs / np.sqrt(inputs.shape[1])
+
+
 def test_dbscan_noise_equals_sklearn_dbscan_noise_when_it_fits_on_every_row(training):
-    detector = DBSCANDetector(NUMERIC, CATEGORICAL, eps=0.8, min_samples=6, max_fit_rows=len(training)).fit(training)
+    detector = DBSCANDetector(NUMERIC, CATEGORICAL, eps=0.25, min_samples=6, max_fit_rows=len(training)).fit(training)
     assert detector.training_metrics_["n_sampled_rows"] == len(training)
-    inputs = detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL])
-    sklearn_noise = DBSCAN(eps=0.8, min_samples=6).fit(inputs).labels_ == -1
+    inputs = rms_scaled(detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL]))
+    sklearn_noise = DBSCAN(eps=0.25, min_samples=6).fit(inputs).labels_ == -1
     assert 0 < sklearn_noise.sum() < len(training)
     np.testing.assert_array_equal(detector.predict(training), sklearn_noise.astype(np.int8))
 
@@ -306,7 +311,7 @@ def test_dbscan_derives_eps_from_the_k_distance_quantile_when_unset(training):
     detector = DBSCANDetector(
         NUMERIC, CATEGORICAL, eps=None, eps_quantile=0.9, min_samples=5, max_fit_rows=len(training)
     ).fit(training)
-    inputs = detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL])
+    inputs = rms_scaled(detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL]))
     fifth_neighbour = NearestNeighbors(n_neighbors=5).fit(inputs).kneighbors(inputs)[0][:, -1]
     assert detector.eps_ == pytest.approx(np.quantile(fifth_neighbour, 0.9))
     assert detector.threshold_ == detector.eps_

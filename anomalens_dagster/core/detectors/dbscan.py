@@ -12,14 +12,15 @@ a bounded sample and applies it to new rows without re-clustering:
 2. a sampled row is a core sample when its `min_samples`-th nearest sampled row (itself included)
    lies within eps — one chunked nearest-neighbour query, never a neighbour list; identical core
    rows are kept once;
-3. score(X) = Euclidean distance to the nearest core sample, `threshold_ = eps_`.
+3. score(X) = RMS distance (below) to the nearest core sample, `threshold_ = eps_`.
 
-`eps=None` (the default) derives the radius from the sample: `eps_` is the `eps_quantile` quantile
-of those `min_samples`-th neighbour distances (DBSCAN's k-distance heuristic), so about that share
-of the sample are core samples. A fixed eps means little across feature sets and sample sizes: in
-the simulator's data the median 5th-neighbour distance is about 1.0 among 100k activities (25
-preprocessed columns) and 0.5 among 10k orders (8 columns), where eps 0.5 flags about 40 % of them;
-it grows as the sample shrinks.
+Distances are root-mean-square per preprocessed (standardised, one-hot) column — the Euclidean
+distance divided by sqrt(number of columns) — so one eps means the same closeness whatever the
+number of features. In plain Euclidean terms a fixed eps of 0.5 left almost no core samples among
+the simulator's 25 activity columns and flagged about 40 % of its 8-column orders; an RMS eps of
+0.5 flags about 5 % of either. `eps=None` derives the radius from the sample instead: `eps_` is
+the `eps_quantile` quantile of those `min_samples`-th neighbour distances (DBSCAN's k-distance
+heuristic), so about that share of the sample are core samples.
 
 With at most `max_fit_rows` training rows this is exactly DBSCAN: `predict` on the training set
 equals scikit-learn's noise labels. Scoring costs one nearest-neighbour query per row against the
@@ -94,7 +95,7 @@ class DBSCANDetector(Detector):
 
     def _fit(self, numeric: np.ndarray, categorical: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
         self.preprocessor_ = TabularPreprocessor(log_skewed=self.log_skewed).fit(numeric, categorical)
-        inputs = self.preprocessor_.transform(numeric, categorical)
+        inputs = self._inputs(numeric, categorical)
         if len(inputs) < self.min_samples:
             raise ValueError(
                 f"dbscan detector: {len(inputs)} training rows cannot hold a core sample of min_samples="
@@ -123,10 +124,15 @@ class DBSCANDetector(Detector):
         distances, indices = self.nearest_core_.kneighbors(inputs, return_distance=True)
         return distances[:, 0], indices[:, 0]
 
+    def _inputs(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
+        """Preprocessed rows scaled by 1/sqrt(width): Euclidean distances become RMS distances per column."""
+        inputs = self.preprocessor_.transform(numeric, categorical)
+        return inputs / np.sqrt(inputs.shape[1])
+
     def _score(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
-        return self._nearest_core(self.preprocessor_.transform(numeric, categorical))[0]
+        return self._nearest_core(self._inputs(numeric, categorical))[0]
 
     def _contributions(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
-        inputs = self.preprocessor_.transform(numeric, categorical)
+        inputs = self._inputs(numeric, categorical)
         _, nearest = self._nearest_core(inputs)
         return self.preprocessor_.per_feature((inputs - self.core_samples_[nearest]) ** 2)
