@@ -249,7 +249,7 @@ def test_zscore_refuses_training_data_where_every_feature_is_constant():
 
 
 def test_isolation_forest_auto_threshold_follows_the_sklearn_offset(training):
-    detector = IsolationForestDetector(NUMERIC, CATEGORICAL, n_estimators=50).fit(training)
+    detector = IsolationForestDetector(NUMERIC, CATEGORICAL, n_estimators=50, contamination="auto").fit(training)
     assert detector.threshold_ == pytest.approx(0.5)
     assert detector.threshold_ == -detector.forest_.offset_
     # sklearn's own predict (-1 = outlier) agrees with ours after the sign flip.
