@@ -6,10 +6,20 @@ import resource
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Read from VmHWM in /proc (Linux): `getrusage`'s ru_maxrss survives exec, so a freshly spawned
+    worker would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -28,10 +38,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     """Print a Markdown table (pastes straight into the README)."""
     cells = [[_format(value) for value in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells:
-        print("| " + " | ".join(value.rjust(w) for value, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(value.rjust(w) for value, w in zip(row, widths, strict=True)) + " |")
 
 
 def _format(value: object) -> str:

@@ -99,7 +99,7 @@ def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefin
         )
         with duckdb.get_connection() as conn:
             row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table}").fetchone()
-        bad = {column: int(count) for column, count in zip(columns, row) if count}
+        bad = {column: int(count) for column, count in zip(columns, row, strict=True) if count}
         return dg.AssetCheckResult(
             passed=not bad,
             metadata={"non_finite_values": dg.MetadataValue.int(sum(bad.values())), **{f"bad/{c}": n for c, n in bad.items()}},

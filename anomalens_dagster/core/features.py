@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -422,7 +422,7 @@ def iter_activity_features(
     rows = 0
     try:
         conn.register(_SESSIONS_VIEW, sessions)
-        for chunk_start, chunk_end in zip(edges[:-1], edges[1:]):
+        for chunk_start, chunk_end in zip(edges[:-1], edges[1:], strict=True):
             conn.register(_IP_LAST_SEEN_VIEW, ip_last_seen)
             frame = _activity_chunk_features(conn, chunk_start, chunk_end)
             ip_last_seen = conn.sql(
@@ -465,7 +465,7 @@ def compute_order_features(
 def _naive_utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """The range as naive UTC datetimes (DuckDB cannot bind aware ones against TIMESTAMP)."""
     start, end = (
-        value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         for value in (start, end)
     )
     if start > end:

@@ -204,7 +204,7 @@ def test_rows_are_all_then_each_labelled_kind_per_detector_with_the_documented_c
     evaluation = evaluate_detections(two_detector_scores(), LABELS)
 
     assert list(evaluation.columns) == list(EVALUATION_COLUMNS)
-    assert list(zip(evaluation["detector"], evaluation["anomaly_kind"])) == [
+    assert list(zip(evaluation["detector"], evaluation["anomaly_kind"], strict=True)) == [
         ("isolation_forest", ALL),
         ("isolation_forest", BURST),
         ("isolation_forest", FAILED),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import duckdb
 import numpy as np
@@ -511,8 +511,8 @@ def test_window_features_match_their_pairwise_definitions_on_synthetic_history(c
 def test_timezone_aware_bounds_are_read_as_utc(conn):
     load_activities(conn, [act(1, MONDAY + timedelta(hours=1)), act(2, MONDAY + timedelta(hours=3))])
     plus_two = timezone(timedelta(hours=2))
-    start = (MONDAY + timedelta(hours=2)).replace(tzinfo=timezone.utc).astimezone(plus_two)
-    frame = compute_activity_features(conn, start, (TUESDAY).replace(tzinfo=timezone.utc))
+    start = (MONDAY + timedelta(hours=2)).replace(tzinfo=UTC).astimezone(plus_two)
+    frame = compute_activity_features(conn, start, (TUESDAY).replace(tzinfo=UTC))
     assert frame["id"].tolist() == [2]
 
 
