@@ -10,10 +10,18 @@ from pathlib import Path
 
 import click
 import duckdb
+import pandas as pd
 import yaml
 
 from anomalens_dagster.configs import SettingsFileError, validate_settings
-from anomalens_dagster.constants import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV_VAR, STORE_SCHEMA
+from anomalens_dagster.constants import (
+    DEFAULT_DUCKDB_PATH,
+    DETECTIONS_SCHEMA,
+    DETECTOR_EVALUATION,
+    DUCKDB_PATH_ENV_VAR,
+    EVALUATION_ALL_KINDS,
+    STORE_SCHEMA,
+)
 from anomalens_dagster.core.warehouse import CATALOG_TABLES, EVENT_TABLES, qualified
 from anomalens_dagster.instance import ensure_dagster_home
 from anomalens_dagster.resources import check_database_name
@@ -82,6 +90,20 @@ def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
         ]
 
 
+def detection_quality(db_path: Path) -> pd.DataFrame | None:
+    """The evaluation's headline rows (every anomaly kind pooled), or None before any evaluation."""
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        try:
+            return conn.execute(
+                f"""SELECT entity_type, detector, precision, recall, f1, pr_auc, episode_recall, normal_flag_rate
+                    FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
+                    WHERE anomaly_kind = $all ORDER BY entity_type, detector""",
+                {"all": EVALUATION_ALL_KINDS},
+            ).df()
+        except duckdb.CatalogException:
+            return None
+
+
 @click.group()
 def main() -> None:
     """AnomaLens: anomaly detection for online stores, on Dagster and DuckDB."""
@@ -127,6 +149,10 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
     click.echo(f"\nRun {result.run_id} succeeded.\n\nRows per table:")
     for table, count in table_row_counts(db_path):
         click.echo(f"  {table:<32} {count:>12,}")
+    evaluation = detection_quality(db_path)
+    if evaluation is not None:
+        click.echo("\nDetection quality against the simulator's labels (all anomaly kinds):")
+        click.echo(evaluation.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 
 @main.command()

@@ -104,6 +104,7 @@ DETECTOR_ISOLATION_FOREST = "isolation_forest"
 DETECTOR_DBSCAN = "dbscan"
 DETECTOR_AUTOENCODER = "autoencoder"
 DETECTOR_NAMES = (DETECTOR_ZSCORE, DETECTOR_ISOLATION_FOREST, DETECTOR_DBSCAN, DETECTOR_AUTOENCODER)
+DETECTOR_ENSEMBLE = "ensemble"  # not a model: the combination of the four in detection scores
 
 DEFAULT_EXPLAIN_TOP_K = 3
 # Training rows DBSCAN is fitted on (a seeded sample when there are more). Scoring is a nearest-core
@@ -117,6 +118,9 @@ DEFAULT_AUTOENCODER_PATIENCE = 3  # epochs without a better validation loss befo
 # --- Derived tables (asset keys equal table names) -----------------------------------------------
 ACTIVITY_FEATURES = "activity_features"
 ORDER_FEATURES = "order_features"
+ACTIVITY_SCORES = "activity_scores"
+ORDER_SCORES = "order_scores"
+DETECTOR_EVALUATION = "detector_evaluation"
 
 # --- Evaluation ----------------------------------------------------------------------------------
 # `anomaly_kind` of the evaluation row that pools every labelled kind of an entity type.

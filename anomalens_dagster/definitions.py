@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from anomalens_dagster.assets.detections import activity_scores, order_scores
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
+from anomalens_dagster.assets.reports import detector_evaluation
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.jobs import jobs
 from anomalens_dagster.resources import duckdb_resource
@@ -19,7 +21,16 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
 }
 
 defs = dg.Definitions(
-    assets=[store_catalog, simulated_store_days, activity_features, order_features, *model_assets],
+    assets=[
+        store_catalog,
+        simulated_store_days,
+        activity_features,
+        order_features,
+        *model_assets,
+        activity_scores,
+        order_scores,
+        detector_evaluation,
+    ],
     asset_checks=[*store_checks, *feature_checks, *model_checks],
     jobs=jobs,
     resources={"duckdb": duckdb_resource()},

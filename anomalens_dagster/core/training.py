@@ -92,7 +92,7 @@ def load_feature_sample(
     The sample is drawn with `seed` from the rows ordered by id, so the same data and seed always
     give the same rows.
     """
-    columns = ", ".join(("id", *entity.numeric, *entity.categorical))
+    columns = ", ".join(("id", entity.time_column, *entity.numeric, *entity.categorical))
     frame = conn.execute(
         f"SELECT {columns} FROM {entity.qualified_table} "
         f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end ORDER BY id",

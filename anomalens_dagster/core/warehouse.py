@@ -239,6 +239,14 @@ def replace_window(
     return rows, first
 
 
+def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame) -> None:
+    """Replace a whole derived table with `frame` (one statement, so atomic)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    _register(conn, "incoming", frame)
+    conn.execute(f"CREATE OR REPLACE TABLE {schema}.{table} AS SELECT * FROM incoming")
+    conn.unregister("incoming")
+
+
 def _ensure_table_like(conn: duckdb.DuckDBPyConnection, schema: str, table: str, columns: list[str]) -> None:
     """Create `schema.table` shaped like the registered `incoming` frame, or rebuild it if its columns differ."""
     existing = [name for name, _ in table_columns(conn, table, schema)]

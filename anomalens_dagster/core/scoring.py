@@ -1,0 +1,74 @@
+"""Scoring feature rows with every trained detector, plus the ensemble that combines them.
+
+Each detector's score is first put on one scale: its ratio to the detector's own fitted threshold,
+so 1.0 is "exactly at the threshold" for all four whatever their units (max |z|, isolation depth,
+RMS distance, reconstruction error). The ensemble score is the mean of those ratios, each capped
+at `ENSEMBLE_RATIO_CAP` so that one detector's extreme value cannot outvote the other three; the
+ensemble flags a row when that mean exceeds 1. The scale comes from training alone, so a day is
+scored the same whether it is scored alone or with others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from anomalens_dagster.constants import DETECTOR_ENSEMBLE
+from anomalens_dagster.core.detectors import Detector
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE_RATIO_CAP = 4.0
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A fitted detector and the registry version it came from."""
+
+    detector: Detector
+    version: int
+
+
+def score_rows(
+    models: Mapping[str, ScoringModel], features: pd.DataFrame, id_column: str, time_column: str
+) -> pd.DataFrame:
+    """One row per (feature row, detector) and per feature row for the ensemble.
+
+    `features` needs `id`, `time_column` and every column the detectors were fitted on. Returns
+    `id_column` (the feature row's id, int64), `time_column` (copied, so a day's scores can be
+    replaced by time), detector (str), score (float64), is_anomaly (bool) and model_version
+    (int64; the ensemble's is 0, it has no model of its own).
+    """
+    if not models:
+        raise ValueError("no trained detector to score with: materialise the model assets first")
+    ids = features["id"].to_numpy(np.int64)
+    parts, ratios = [], []
+    for name, model in models.items():
+        scores = model.detector.score(features)
+        threshold = float(model.detector.threshold_)
+        if not threshold > 0:
+            raise ValueError(f"{name} v{model.version}: threshold {threshold} is not positive, so it cannot scale scores")
+        parts.append(_score_part(ids, name, scores, scores > threshold, model.version))
+        ratios.append(np.minimum(scores / threshold, ENSEMBLE_RATIO_CAP))
+        logger.info("%s v%d flagged %d of %d rows", name, model.version, int((scores > threshold).sum()), len(ids))
+    ensemble = np.mean(ratios, axis=0) if len(ids) else np.empty(0)
+    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > 1.0, 0))
+    scores = pd.concat(parts, ignore_index=True).rename(columns={"id": id_column})
+    scores.insert(1, time_column, np.tile(features[time_column].to_numpy(), len(parts)))
+    return scores
+
+
+def _score_part(ids: np.ndarray, detector: str, scores: np.ndarray, flags: np.ndarray, version: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "detector": pd.array([detector] * len(ids), dtype="str"),
+            "score": np.asarray(scores, dtype=np.float64),
+            "is_anomaly": np.asarray(flags, dtype=bool),
+            "model_version": np.full(len(ids), version, dtype=np.int64),
+        }
+    )
