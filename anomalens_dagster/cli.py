@@ -80,7 +80,8 @@ def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
         existing = {
             name
             for (name,) in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = $schema", {"schema": STORE_SCHEMA}
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $schema",
+                {"schema": STORE_SCHEMA},
             ).fetchall()
         }
         return [
@@ -115,7 +116,9 @@ def main() -> None:
     "--end-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Last day (default: yesterday, UTC)."
 )
 @click.option("--db", default=None, help=f"DuckDB file (default: ${DUCKDB_PATH_ENV_VAR}, else {DEFAULT_DUCKDB_PATH}).")
-@click.option("--settings", "settings_file", default=None, help="YAML file with simulation/training/detection sections.")
+@click.option(
+    "--settings", "settings_file", default=None, help="YAML file with simulation/training/detection sections."
+)
 def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: str | None) -> None:
     """Materialise every asset for the last N days through Dagster, then print a summary."""
     try:
@@ -145,7 +148,9 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
     )
     if not result.success:
         failed = [event.step_key for event in result.all_events if event.is_step_failure]
-        raise click.ClickException(f"run {result.run_id} failed in step(s) {', '.join(failed)}; see `make dev` for logs")
+        raise click.ClickException(
+            f"run {result.run_id} failed in step(s) {', '.join(failed)}; see `make dev` for logs"
+        )
     click.echo(f"\nRun {result.run_id} succeeded.\n\nRows per table:")
     for table, count in table_row_counts(db_path):
         click.echo(f"  {table:<32} {count:>12,}")

@@ -75,7 +75,9 @@ def build_store(db: Path, days: list[dt.date]) -> None:
     from anomalens_dagster.core.features import iter_activity_features
 
     with duckdb.connect(str(db)) as conn:
-        replace_catalog(conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers})
+        replace_catalog(
+            conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers}
+        )
         write_days(conn, days, catalog)
         materialize(conn, "activity_features", "timestamp", iter_activity_features, start, end)
         materialize(conn, "order_features", "created_at", order_frames, start, end)
@@ -96,14 +98,36 @@ def main() -> None:
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 results.append(pool.submit(fit_and_score, str(db), entity_type, detector).result())
 
-    print(f"Detectors with default settings on {args.days} days ({BENCHMARK_SETTINGS.activities_per_day:,} "
-          f"activities/day, {BENCHMARK_SETTINGS.orders_per_day:,} orders/day)\n")
+    print(
+        f"Detectors with default settings on {args.days} days ({BENCHMARK_SETTINGS.activities_per_day:,} "
+        f"activities/day, {BENCHMARK_SETTINGS.orders_per_day:,} orders/day)\n"
+    )
     print_table(
-        ["entity", "detector", "training rows", "fit s", "100k-row day s", "peak RSS MiB (fit + day)",
-         "scored rows", "score rows/s", "flagged share", "peak RSS MiB (all)"],
         [
-            (r["entity"], r["detector"], r["training_rows"], r["fit_s"], r["day_score_s"], r["day_peak_rss_mb"],
-             r["scored_rows"], r["score_rows_per_s"], f"{r['flagged_share']:.2%}", r["peak_rss_mb"])
+            "entity",
+            "detector",
+            "training rows",
+            "fit s",
+            "100k-row day s",
+            "peak RSS MiB (fit + day)",
+            "scored rows",
+            "score rows/s",
+            "flagged share",
+            "peak RSS MiB (all)",
+        ],
+        [
+            (
+                r["entity"],
+                r["detector"],
+                r["training_rows"],
+                r["fit_s"],
+                r["day_score_s"],
+                r["day_peak_rss_mb"],
+                r["scored_rows"],
+                r["score_rows_per_s"],
+                f"{r['flagged_share']:.2%}",
+                r["peak_rss_mb"],
+            )
             for r in results
         ],
     )

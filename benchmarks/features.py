@@ -49,8 +49,12 @@ def time_runs(conn, days: list[dt.date]) -> list[tuple]:
         with stopwatch() as seconds:
             rows = sum(
                 materialize(
-                    conn, table, time_column, compute,
-                    dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
+                    conn,
+                    table,
+                    time_column,
+                    compute,
+                    dt.datetime.combine(day, dt.time()),
+                    dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
                 )
                 for day in days
             )
@@ -84,7 +88,9 @@ def main() -> None:
 
     catalog = simulate_catalog(BENCHMARK_SETTINGS)
     with duckdb.connect(str(db)) as conn:
-        replace_catalog(conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers})
+        replace_catalog(
+            conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers}
+        )
         write_days(conn, days, catalog)
         conn.execute("CHECKPOINT")
         results = time_runs(conn, days)
@@ -93,9 +99,19 @@ def main() -> None:
             conn.execute("CHECKPOINT")
             with stopwatch() as seconds:
                 rows = materialize(conn, ACTIVITY_FEATURES, "timestamp", iter_activity_features, start, end)
-            results.append((ACTIVITY_FEATURES, f"{args.days * args.tile} days (tiled), one range run", rows, seconds[0], rows / seconds[0]))
+            results.append(
+                (
+                    ACTIVITY_FEATURES,
+                    f"{args.days * args.tile} days (tiled), one range run",
+                    rows,
+                    seconds[0],
+                    rows / seconds[0],
+                )
+            )
 
-    print(f"Features: read from DuckDB + compute + write back ({BENCHMARK_SETTINGS.activities_per_day:,} activities/day)\n")
+    print(
+        f"Features: read from DuckDB + compute + write back ({BENCHMARK_SETTINGS.activities_per_day:,} activities/day)\n"
+    )
     print_table(["table", "run", "rows", "seconds", "rows/s"], results)
     print(f"\npeak RSS: {peak_rss_mb():,.0f} MiB")
 

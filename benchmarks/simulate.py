@@ -70,7 +70,9 @@ def main() -> None:
         catalog = simulate_catalog(BENCHMARK_SETTINGS)
     rows = []
     with duckdb.connect(str(db)) as conn:
-        replace_catalog(conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers})
+        replace_catalog(
+            conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers}
+        )
         with stopwatch() as range_seconds:
             counts = write_days(conn, days, catalog)
         rows.append(("one range run", range_seconds[0], counts))
@@ -81,8 +83,10 @@ def main() -> None:
                     daily_counts[table] += count
         rows.append((f"{len(days)} one-day runs", daily_seconds[0], daily_counts))
 
-    print(f"Simulate + write {len(days)} days ({BENCHMARK_SETTINGS.activities_per_day:,} activities/day, "
-          f"{BENCHMARK_SETTINGS.orders_per_day:,} orders/day); catalog built in {catalog_seconds[0]:.2f} s\n")
+    print(
+        f"Simulate + write {len(days)} days ({BENCHMARK_SETTINGS.activities_per_day:,} activities/day, "
+        f"{BENCHMARK_SETTINGS.orders_per_day:,} orders/day); catalog built in {catalog_seconds[0]:.2f} s\n"
+    )
     print_table(
         ["mode", "seconds", *(f"{table} rows/s" for table in TABLES), "activities"],
         [

@@ -1,6 +1,5 @@
 """Feature assets: one engineered row per activity and per order, daily-partitioned."""
 
-
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
@@ -77,7 +76,11 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
 def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each order: amount, size, time, amount against its items and its customer."""
     return _materialize_features(
-        context, duckdb, ORDER_FEATURES, "created_at", lambda conn, start, end: [compute_order_features(conn, start, end)]
+        context,
+        duckdb,
+        ORDER_FEATURES,
+        "created_at",
+        lambda conn, start, end: [compute_order_features(conn, start, end)],
     )
 
 
@@ -102,7 +105,10 @@ def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefin
         bad = {column: int(count) for column, count in zip(columns, row, strict=True) if count}
         return dg.AssetCheckResult(
             passed=not bad,
-            metadata={"non_finite_values": dg.MetadataValue.int(sum(bad.values())), **{f"bad/{c}": n for c, n in bad.items()}},
+            metadata={
+                "non_finite_values": dg.MetadataValue.int(sum(bad.values())),
+                **{f"bad/{c}": n for c, n in bad.items()},
+            },
         )
 
     return check_features_are_finite

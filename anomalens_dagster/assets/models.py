@@ -87,9 +87,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
             ensure_model_registry(conn)
             record = register_model(conn, fitted, entity_type, training.start, training.end)
         context.log.info(f"registered {record.model_name}: {record.metrics}")
-        return dg.MaterializeResult(
-            metadata=model_metadata(record), data_version=dg.DataVersion(f"v{record.version}")
-        )
+        return dg.MaterializeResult(metadata=model_metadata(record), data_version=dg.DataVersion(f"v{record.version}"))
 
     @dg.asset_check(
         asset=model,
@@ -121,6 +119,8 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
     return model, check_model_is_sane
 
 
-model_assets_and_checks = [build_model_asset(detector, entity) for entity in ENTITY_TYPES for detector in DETECTOR_NAMES]
+model_assets_and_checks = [
+    build_model_asset(detector, entity) for entity in ENTITY_TYPES for detector in DETECTOR_NAMES
+]
 model_assets = [asset for asset, _ in model_assets_and_checks]
 model_checks = [check for _, check in model_assets_and_checks]

@@ -62,5 +62,15 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
 
 def _summary(evaluation: pd.DataFrame) -> pd.DataFrame:
     return evaluation[
-        ["entity_type", "detector", "anomaly_kind", "precision", "recall", "f1", "pr_auc", "episode_recall", "normal_flag_rate"]
+        [
+            "entity_type",
+            "detector",
+            "anomaly_kind",
+            "precision",
+            "recall",
+            "f1",
+            "pr_auc",
+            "episode_recall",
+            "normal_flag_rate",
+        ]
     ]

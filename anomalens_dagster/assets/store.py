@@ -1,6 +1,5 @@
 """Store assets: the simulated shop's catalog and its daily orders, items, activities and labels."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -187,7 +186,9 @@ unique_id_checks = [
 ]
 
 
-@dg.asset_check(asset=ORDER_ITEMS, description="Every order item points at an existing order and product.", pool=DUCKDB_POOL)
+@dg.asset_check(
+    asset=ORDER_ITEMS, description="Every order item points at an existing order and product.", pool=DUCKDB_POOL
+)
 def check_order_items_reference_orders_and_products(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
     orphans = _count(
         duckdb,

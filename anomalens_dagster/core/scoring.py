@@ -51,7 +51,9 @@ def score_rows(
         scores = model.detector.score(features)
         threshold = float(model.detector.threshold_)
         if not threshold > 0:
-            raise ValueError(f"{name} v{model.version}: threshold {threshold} is not positive, so it cannot scale scores")
+            raise ValueError(
+                f"{name} v{model.version}: threshold {threshold} is not positive, so it cannot scale scores"
+            )
         parts.append(_score_part(ids, name, scores, scores > threshold, model.version))
         ratios.append(np.minimum(scores / threshold, ENSEMBLE_RATIO_CAP))
         logger.info("%s v%d flagged %d of %d rows", name, model.version, int((scores > threshold).sum()), len(ids))

@@ -5,7 +5,7 @@ import duckdb
 import pandas as pd
 
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
-from anomalens_dagster_tests.assets.test_store import RANGE_TAGS, materialize_store
+from anomalens_dagster_tests.assets.conftest import RANGE_TAGS, materialize_store
 
 
 def features_of(db_path, table: str) -> pd.DataFrame:
@@ -13,7 +13,9 @@ def features_of(db_path, table: str) -> pd.DataFrame:
         return conn.execute(f"SELECT * FROM features.{table} ORDER BY id").df()
 
 
-def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(duckdb_resource, db_path, small_simulation):
+def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(
+    duckdb_resource, db_path, small_simulation
+):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
 
     result = dg.materialize(

@@ -4,32 +4,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from anomalens_dagster.assets.features import activity_features, order_features
-from anomalens_dagster.assets.models import model_assets, model_checks
+from anomalens_dagster.assets.models import model_assets
 from anomalens_dagster.core.registry import load_model
-from anomalens_dagster_tests.assets.test_store import RANGE_TAGS, materialize_store
-
-# Few epochs keep the test fast; on 240 orders a fixed eps is too tight (15 % noise), so DBSCAN
-# gets a wider eps, as a user with a small store would set.
-FAST_MODELS = {
-    "detection": {"autoencoder_epochs": 3, "dbscan_eps": 0.8},
-    "training": {"max_training_rows": 2_000},
-}
-
-
-@pytest.fixture
-def store_with_features(duckdb_resource, small_simulation):
-    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
-    dg.materialize([activity_features, order_features], resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
-    return duckdb_resource
-
-
-def train_all(duckdb_resource) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*model_assets, *model_checks],
-        resources={"duckdb": duckdb_resource},
-        run_config={"ops": {model.op.name: {"config": FAST_MODELS} for model in model_assets}},
-    )
+from anomalens_dagster_tests.assets.conftest import train_all
 
 
 @pytest.mark.slow

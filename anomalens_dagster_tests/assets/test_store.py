@@ -6,26 +6,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.constants import ANOMALY_KIND_BURST
-
-DAYS = ("2026-03-01", "2026-03-02")
-RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]}
-EVENT_TABLES = ("orders", "order_items", "user_activities", "simulation_labels")
-
-
-def materialize_store(duckdb_resource, simulation: dict, **kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [store_catalog, simulated_store_days, *store_checks],
-        resources={"duckdb": duckdb_resource},
-        run_config={
-            "ops": {
-                "store_catalog": {"config": simulation},
-                "simulated_store_days": {"config": simulation},
-            }
-        },
-        **kwargs,
-    )
+from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
 
 
 def table_contents(db_path, table: str) -> list[tuple]:
@@ -40,9 +22,7 @@ def test_a_two_day_range_run_writes_all_seven_tables_and_passes_every_check(duck
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks), [c.check_name for c in checks if not c.passed]
     with duckdb.connect(str(db_path), read_only=True) as conn:
-        days = conn.execute(
-            "SELECT count(DISTINCT CAST(timestamp AS DATE)) FROM store.user_activities"
-        ).fetchone()[0]
+        days = conn.execute("SELECT count(DISTINCT CAST(timestamp AS DATE)) FROM store.user_activities").fetchone()[0]
         counts = {
             table: conn.execute(f"SELECT count(*) FROM store.{table}").fetchone()[0]
             for table in ("categories", "products", "customers", *EVENT_TABLES)

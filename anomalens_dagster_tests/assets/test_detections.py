@@ -1,0 +1,55 @@
+"""Detection scores and the evaluation report, through Dagster, after real training."""
+
+import dagster as dg
+import duckdb
+import pytest
+
+from anomalens_dagster.assets.detections import activity_scores, order_scores
+from anomalens_dagster.assets.reports import detector_evaluation
+from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
+
+DETECTORS = {"zscore", "isolation_forest", "dbscan", "autoencoder", "ensemble"}
+
+
+def scores_of(db_path, table: str) -> list[tuple]:
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        return conn.execute(f"SELECT * FROM detections.{table} ORDER BY ALL").fetchall()
+
+
+@pytest.mark.slow
+def test_every_row_is_scored_by_every_detector_and_rescoring_a_day_replaces_it(trained_store, db_path):
+    assets = [activity_scores, order_scores]
+    result = dg.materialize(assets, resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    assert result.success
+    before = {table: scores_of(db_path, table) for table in ("activity_scores", "order_scores")}
+
+    dg.materialize(assets, resources={"duckdb": trained_store}, partition_key=DAYS[1])
+
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        activities = conn.execute("SELECT count(*) FROM store.user_activities").fetchone()[0]
+        detectors = {d for (d,) in conn.execute("SELECT DISTINCT detector FROM detections.activity_scores").fetchall()}
+        per_row = conn.execute(
+            "SELECT min(n), max(n) FROM (SELECT count(*) AS n FROM detections.activity_scores GROUP BY activity_id)"
+        ).fetchone()
+    assert detectors == DETECTORS
+    assert per_row == (5, 5)
+    assert len(before["activity_scores"]) == 5 * activities
+    assert {table: scores_of(db_path, table) for table in before} == before
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["anomalies/ensemble"].value >= 0 and "anomaly_rate/dbscan" in metadata
+
+
+@pytest.mark.slow
+def test_the_evaluation_reports_every_detector_and_plots_headline_numbers(trained_store, db_path):
+    dg.materialize([activity_scores, order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+
+    result = dg.materialize([detector_evaluation], resources={"duckdb": trained_store})
+
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert 0.0 <= metadata["activity/ensemble/recall"].value <= 1.0
+    assert "order/ensemble/f1" in metadata
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT entity_type, detector FROM detections.detector_evaluation WHERE anomaly_kind = 'all'"
+        ).fetchall()
+    assert sorted(rows) == sorted((entity, detector) for entity in ("activity", "order") for detector in DETECTORS)
