@@ -20,9 +20,7 @@ from anomalens_dagster.constants import (
     DETECTOR_EVALUATION,
     DUCKDB_PATH_ENV_VAR,
     EVALUATION_ALL_KINDS,
-    STORE_SCHEMA,
 )
-from anomalens_dagster.core.warehouse import CATALOG_TABLES, EVENT_TABLES, qualified
 from anomalens_dagster.instance import ensure_dagster_home
 from anomalens_dagster.resources import check_database_name
 
@@ -76,19 +74,12 @@ def day_range(days: int, end_date: dt.date | None) -> tuple[dt.date, dt.date]:
 
 
 def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
+    """Rows of every table in the DuckDB file, schema by schema."""
     with duckdb.connect(str(db_path), read_only=True) as conn:
-        existing = {
-            name
-            for (name,) in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = $schema",
-                {"schema": STORE_SCHEMA},
-            ).fetchall()
-        }
-        return [
-            (qualified(table), int(conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]))
-            for table in (*CATALOG_TABLES, *EVENT_TABLES)
-            if table in existing
-        ]
+        tables = conn.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY schema_name, table_name"
+        ).fetchall()
+        return [(table, int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])) for (table,) in tables]
 
 
 def detection_quality(db_path: Path) -> pd.DataFrame | None:
@@ -96,7 +87,8 @@ def detection_quality(db_path: Path) -> pd.DataFrame | None:
     with duckdb.connect(str(db_path), read_only=True) as conn:
         try:
             return conn.execute(
-                f"""SELECT entity_type, detector, precision, recall, f1, pr_auc, episode_recall, normal_flag_rate
+                f"""SELECT entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
+                           episode_recall, normal_flag_rate
                     FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
                     WHERE anomaly_kind = $all ORDER BY entity_type, detector""",
                 {"all": EVALUATION_ALL_KINDS},
@@ -156,7 +148,7 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
         click.echo(f"  {table:<32} {count:>12,}")
     evaluation = detection_quality(db_path)
     if evaluation is not None:
-        click.echo("\nDetection quality against the simulator's labels (all anomaly kinds):")
+        click.echo("\nAnomalies found and detection quality against the simulator's labels (all kinds):")
         click.echo(evaluation.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

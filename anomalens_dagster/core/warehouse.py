@@ -56,7 +56,6 @@ CREATE TABLE IF NOT EXISTS {STORE_SCHEMA}.{SIMULATION_LABELS} (
 # Event tables carry a `source` column (`simulator`, or the landing file a row came from) so that
 # rebuilding a simulated day never deletes rows that were loaded from real files.
 CATALOG_TABLES = (CATEGORIES, PRODUCTS, CUSTOMERS)
-EVENT_TABLES = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS)
 
 
 def ensure_store_tables(conn: duckdb.DuckDBPyConnection) -> None:
