@@ -125,3 +125,22 @@ DETECTOR_EVALUATION = "detector_evaluation"
 # --- Evaluation ----------------------------------------------------------------------------------
 # `anomaly_kind` of the evaluation row that pools every labelled kind of an entity type.
 EVALUATION_ALL_KINDS = "all"
+
+# --- Anomaly records -----------------------------------------------------------------------------
+ANOMALIES = "anomalies"  # table in DETECTIONS_SCHEMA: one row per entity x detector hit
+CONSOLIDATED_ANOMALIES = "consolidated_anomalies"  # table in DETECTIONS_SCHEMA: one row per entity
+ENSEMBLE_THRESHOLD = 1.0  # scoring flags an ensemble score above 1 (see core/scoring.py)
+
+SEVERITY_LOW = "Low"
+SEVERITY_MEDIUM = "Medium"
+SEVERITY_HIGH = "High"
+SEVERITIES = (SEVERITY_LOW, SEVERITY_MEDIUM, SEVERITY_HIGH)  # in increasing order
+# (Medium, High): a hit is Medium when score / threshold >= the first cut, High when >= the second.
+# Each detector's score has its own shape, so each has its own cuts; core/anomalies.py says why.
+SEVERITY_RATIO_CUTS: dict[str, tuple[float, float]] = {
+    DETECTOR_ZSCORE: (1.5, 3.0),
+    DETECTOR_ISOLATION_FOREST: (1.05, 1.15),
+    DETECTOR_DBSCAN: (1.25, 2.0),
+    DETECTOR_AUTOENCODER: (1.5, 4.0),
+    DETECTOR_ENSEMBLE: (1.25, 1.5),
+}

@@ -21,8 +21,20 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
-from anomalens_dagster.core.simulator import DETAIL_KEYS_BY_ACTION, day_id_base, simulate_catalog, simulate_day
-from anomalens_dagster.core.warehouse import ensure_store_tables, qualified, replace_catalog, replace_simulated_days
+from anomalens_dagster.core.simulator import (
+    DETAIL_KEYS_BY_ACTION,
+    SimulatedDay,
+    day_id_base,
+    simulate_catalog,
+    simulate_days,
+)
+from anomalens_dagster.core.warehouse import (
+    ensure_store_tables,
+    qualified,
+    read_ahead,
+    replace_catalog,
+    replace_simulated_days,
+)
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -110,29 +122,33 @@ def simulated_store_days(
     start, end = naive_utc_window(context)
     settings = config.to_settings()
     catalog = simulate_catalog(settings)
-    days = []
-    for day in days_in_window(start, end):
-        days.append(simulate_day(settings, day, catalog))
-        context.log.info(f"simulated {day}: {len(days[-1].user_activities)} activities, {len(days[-1].orders)} orders")
-    frames = {
-        ORDERS: pd.concat([d.orders for d in days], ignore_index=True),
-        ORDER_ITEMS: pd.concat([d.order_items for d in days], ignore_index=True),
-        USER_ACTIVITIES: pd.concat([d.user_activities for d in days], ignore_index=True),
-        SIMULATION_LABELS: pd.concat([d.simulation_labels for d in days], ignore_index=True),
-    }
+    first_batch: list[SimulatedDay] = []  # previews each table in the UI
+    labels: list[pd.DataFrame] = []  # of every day, counted by kind
+
+    def simulated_batches() -> Iterator[SimulatedDay]:
+        for batch in simulate_days(settings, days_in_window(start, end), catalog):
+            context.log.info(
+                f"simulated {len(batch.user_activities)} activities and {len(batch.orders)} orders "
+                f"up to {batch.user_activities['timestamp'].max():%Y-%m-%d}"
+            )
+            first_batch[:] = first_batch or [batch]
+            labels.append(batch.simulation_labels)
+            yield batch
+
     with duckdb.get_connection() as conn:
-        replace_simulated_days(
+        written = replace_simulated_days(
             conn,
             start,
             end,
             label_id_range=(day_id_base(start.date()) + 1, day_id_base(end.date())),
+            # The next batch of days is simulated while this one is written.
+            days=read_ahead(simulated_batches()),
             detail_keys_by_action=DETAIL_KEYS_BY_ACTION,
-            **frames,
         )
-        for table, frame in frames.items():
-            metadata = table_metadata(conn, STORE_SCHEMA, table, frame)
+        for table, rows in written.items():
+            metadata = table_metadata(conn, STORE_SCHEMA, table, getattr(first_batch[0], table), rows)
             if table == SIMULATION_LABELS:
-                metadata.update(_anomaly_counts_by_kind(frame))
+                metadata.update(_anomaly_counts_by_kind(pd.concat(labels, ignore_index=True)))
             yield dg.MaterializeResult(asset_key=table, metadata=metadata)
 
 

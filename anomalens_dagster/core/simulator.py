@@ -58,7 +58,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,7 @@ DETAIL_KEYS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "update_profile": ("url",),
 }
 
+SIMULATION_BATCH_ACTIVITIES = 300_000
 _ID_EPOCH = dt.date(2000, 1, 1)
 _IDS_PER_DAY = 10**8
 # A day's rows must fit its id range: an order needs up to 6 activities (5 add_to_carts and the
@@ -665,6 +667,37 @@ class _Rows:
 
     def __len__(self) -> int:
         return len(self.code)
+
+
+def simulate_days(
+    settings: SimulationSettings,
+    days: Sequence[dt.date],
+    catalog: Catalog,
+    batch_activities: int = SIMULATION_BATCH_ACTIVITIES,
+) -> Iterator[SimulatedDay]:
+    """The days simulated one by one, yielded in batches of consecutive days.
+
+    A batch holds whole days and about `batch_activities` activities (at least one day), its frames
+    concatenated: a writer then inserts a few large frames instead of one small frame per day, which
+    measured 1.7 times faster into DuckDB, while memory stays bounded by the batch.
+    """
+    batch: list[SimulatedDay] = []
+    for day in days:
+        batch.append(simulate_day(settings, day, catalog))
+        if sum(len(simulated.user_activities) for simulated in batch) >= batch_activities:
+            yield _concatenated(batch)
+            batch = []
+    if batch:
+        yield _concatenated(batch)
+
+
+def _concatenated(days: list[SimulatedDay]) -> SimulatedDay:
+    return SimulatedDay(
+        *(
+            pd.concat([getattr(day, field.name) for day in days], ignore_index=True)
+            for field in fields(SimulatedDay)
+        )
+    )
 
 
 def simulate_day(settings: SimulationSettings, day: dt.date, catalog: Catalog) -> SimulatedDay:

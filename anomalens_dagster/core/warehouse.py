@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import duckdb
 import pandas as pd
@@ -25,8 +27,11 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.simulator import SimulatedDay
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STORE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {STORE_SCHEMA};
@@ -104,70 +109,91 @@ def replace_simulated_days(
     start: dt.datetime,
     end: dt.datetime,
     label_id_range: tuple[int, int],
-    orders: pd.DataFrame,
-    order_items: pd.DataFrame,
-    user_activities: pd.DataFrame,
-    simulation_labels: pd.DataFrame,
+    days: Iterable[SimulatedDay],
     detail_keys_by_action: dict[str, tuple[str, ...]],
-) -> None:
-    """Replace the simulated rows of the days in [start, end) with new ones, atomically.
+) -> dict[str, int]:
+    """Replace the simulated rows of the days in [start, end) with `days`, atomically.
 
-    Rows loaded from landing files (another `source`) are left untouched. Labels are matched by
-    the simulated id range of the days, `label_id_range` = (first id, last id) inclusive.
+    `days` are simulated days or batches of them (`simulate_days`), inserted one after the other
+    inside one transaction, so they may come from a lazy iterator (see `read_ahead`) and a long
+    range never has to be held in memory at once. Rows loaded
+    from landing files (another `source`) are left untouched. Labels are matched by the simulated
+    id range of the days, `label_id_range` = (first id, last id) inclusive. Returns rows written
+    per table.
     """
     ensure_store_tables(conn)
+    written = dict.fromkeys((ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS), 0)
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(
-            f"""DELETE FROM {qualified(ORDER_ITEMS)} WHERE source = $source AND order_id IN (
-                    SELECT id FROM {qualified(ORDERS)}
-                    WHERE source = $source AND created_at >= $start AND created_at < $end)""",
-            {"source": SIMULATOR_SOURCE, "start": start, "end": end},
-        )
-        conn.execute(
-            f"DELETE FROM {qualified(ORDERS)} WHERE source = $source AND created_at >= $start AND created_at < $end",
-            {"source": SIMULATOR_SOURCE, "start": start, "end": end},
-        )
-        conn.execute(
-            f"DELETE FROM {qualified(USER_ACTIVITIES)} "
-            "WHERE source = $source AND timestamp >= $start AND timestamp < $end",
-            {"source": SIMULATOR_SOURCE, "start": start, "end": end},
-        )
-        conn.execute(
-            f"DELETE FROM {qualified(SIMULATION_LABELS)} WHERE entity_id BETWEEN $low AND $high",
-            {"low": label_id_range[0], "high": label_id_range[1]},
-        )
-        _insert_frame(conn, ORDERS, orders, ("id", "customer_id", "created_at", "total_amount", "status"))
-        _insert_frame(conn, ORDER_ITEMS, order_items, ("id", "order_id", "product_id", "quantity", "price"))
-        _register(conn, "incoming_activities", user_activities)
-        conn.execute(
-            f"""INSERT INTO {qualified(USER_ACTIVITIES)}
-                (id, customer_id, session_id, timestamp, action_type, details, ip_address, user_agent, source)
-                SELECT id, customer_id, session_id, timestamp, action_type,
-                       {details_json_sql(detail_keys_by_action)}, ip_address, user_agent, $source
-                FROM incoming_activities""",
-            {"source": SIMULATOR_SOURCE},
-        )
-        conn.unregister("incoming_activities")
-        _register(conn, "incoming_labels", simulation_labels)
-        conn.execute(
-            f"INSERT INTO {qualified(SIMULATION_LABELS)} "
-            "SELECT entity_type, entity_id, anomaly_kind, episode_id FROM incoming_labels"
-        )
-        conn.unregister("incoming_labels")
+        _delete_simulated_rows(conn, start, end, label_id_range)
+        for day in days:
+            _insert_frame(conn, ORDERS, day.orders, ("id", "customer_id", "created_at", "total_amount", "status"))
+            _insert_frame(conn, ORDER_ITEMS, day.order_items, ("id", "order_id", "product_id", "quantity", "price"))
+            _register(conn, "incoming_activities", day.user_activities)
+            conn.execute(
+                f"""INSERT INTO {qualified(USER_ACTIVITIES)}
+                    (id, customer_id, session_id, timestamp, action_type, details, ip_address, user_agent, source)
+                    SELECT id, customer_id, session_id, timestamp, action_type,
+                           {details_json_sql(detail_keys_by_action)}, ip_address, user_agent, $source
+                    FROM incoming_activities""",
+                {"source": SIMULATOR_SOURCE},
+            )
+            conn.unregister("incoming_activities")
+            _register(conn, "incoming_labels", day.simulation_labels)
+            conn.execute(
+                f"INSERT INTO {qualified(SIMULATION_LABELS)} "
+                "SELECT entity_type, entity_id, anomaly_kind, episode_id FROM incoming_labels"
+            )
+            conn.unregister("incoming_labels")
+            for table in written:
+                written[table] += len(getattr(day, table))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    logger.info(
-        "replaced simulated rows in [%s, %s): %d orders, %d items, %d activities, %d labels",
-        start,
-        end,
-        len(orders),
-        len(order_items),
-        len(user_activities),
-        len(simulation_labels),
+    logger.info("replaced simulated rows in [%s, %s): %s", start, end, written)
+    return written
+
+
+def _delete_simulated_rows(
+    conn: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime, label_id_range: tuple[int, int]
+) -> None:
+    window = {"source": SIMULATOR_SOURCE, "start": start, "end": end}
+    conn.execute(
+        f"""DELETE FROM {qualified(ORDER_ITEMS)} WHERE source = $source AND order_id IN (
+                SELECT id FROM {qualified(ORDERS)}
+                WHERE source = $source AND created_at >= $start AND created_at < $end)""",
+        window,
     )
+    conn.execute(
+        f"DELETE FROM {qualified(ORDERS)} WHERE source = $source AND created_at >= $start AND created_at < $end",
+        window,
+    )
+    conn.execute(
+        f"DELETE FROM {qualified(USER_ACTIVITIES)} WHERE source = $source AND timestamp >= $start AND timestamp < $end",
+        window,
+    )
+    conn.execute(
+        f"DELETE FROM {qualified(SIMULATION_LABELS)} WHERE entity_id BETWEEN $low AND $high",
+        {"low": label_id_range[0], "high": label_id_range[1]},
+    )
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield `items`, computing the next one in a background thread while the caller uses this one.
+
+    Simulating a day (numpy) and inserting the previous one (DuckDB) both release the GIL, so on
+    two cores the writer no longer waits for the simulator. An exception in the producer is
+    raised here, at the item it concerns.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, _EXHAUSTED)
+        while (item := pending.result()) is not _EXHAUSTED:
+            pending = pool.submit(next, items, _EXHAUSTED)
+            yield item
+
+
+_EXHAUSTED = object()
 
 
 def _insert_frame(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: Iterable[str]) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 import duckdb
 import pytest
 
 from anomalens_dagster.constants import ANOMALY_KIND_BURST
+from anomalens_dagster.core import simulator
 from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
 
 
@@ -80,27 +83,22 @@ def test_a_settings_change_between_rebuilds_changes_the_day(duckdb_resource, db_
     assert table_contents(db_path, "user_activities") != before
 
 
-@pytest.mark.parametrize("broken_table", ["user_activities", "simulation_labels"])
-def test_a_write_that_fails_midway_leaves_the_previous_day_in_place(
+@pytest.mark.parametrize("broken_table", ["orders", "user_activities", "simulation_labels"])
+def test_a_range_write_that_fails_on_its_last_day_leaves_every_day_as_it_was(
     duckdb_resource, db_path, small_simulation, broken_table, monkeypatch
 ):
-    materialize_store(duckdb_resource, small_simulation, partition_key=DAYS[0])
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
     before = {table: table_contents(db_path, table) for table in EVENT_TABLES}
 
-    from anomalens_dagster.core import simulator
+    def one_batch_per_day_the_last_one_broken(settings, days, catalog):
+        batches = list(simulator.simulate_days(settings, days, catalog, batch_activities=1))
+        last = batches[-1]
+        frame = getattr(last, broken_table)
+        broken = frame.drop(columns=[frame.columns[-1]])  # its INSERT fails on the missing column
+        return [*batches[:-1], replace(last, **{broken_table: broken})]
 
-    real_simulate_day = simulator.simulate_day
-
-    def simulate_day_with_a_broken_frame(*args, **kwargs):
-        day = real_simulate_day(*args, **kwargs)
-        frame = getattr(day, broken_table)
-        broken = frame.drop(columns=[frame.columns[-1]])  # the INSERT fails on the missing column
-        return type(day)(**{**day.__dict__, broken_table: broken})
-
-    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_day", simulate_day_with_a_broken_frame)
-    result = materialize_store(
-        duckdb_resource, {**small_simulation, "seed": 99}, partition_key=DAYS[0], raise_on_error=False
-    )
+    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_days", one_batch_per_day_the_last_one_broken)
+    result = materialize_store(duckdb_resource, {**small_simulation, "seed": 99}, tags=RANGE_TAGS, raise_on_error=False)
 
     assert not result.success
     assert {table: table_contents(db_path, table) for table in EVENT_TABLES} == before

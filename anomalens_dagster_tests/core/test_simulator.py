@@ -22,6 +22,7 @@ from anomalens_dagster.core.simulator import (
     day_id_base,
     simulate_catalog,
     simulate_day,
+    simulate_days,
 )
 
 DAY = dt.date(2026, 11, 20)
@@ -620,3 +621,18 @@ def test_the_simulator_never_imports_dagster():
     code = "import sys, anomalens_dagster.core.simulator; print('dagster' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_batches_of_days_hold_exactly_the_days_simulated_one_by_one():
+    settings = SimulationSettings(
+        seed=3, num_categories=2, num_products=10, num_customers=30, orders_per_day=10, activities_per_day=200
+    )
+    catalog = simulate_catalog(settings)
+    days = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3)]
+
+    batches = list(simulate_days(settings, days, catalog, batch_activities=300))
+
+    assert len(batches) == 2  # 200 + 200 activities reach 300, the third day is its own batch
+    one_by_one = [simulate_day(settings, day, catalog) for day in days]
+    expected = pd.concat([d.user_activities for d in one_by_one], ignore_index=True)
+    assert_frame_equal(pd.concat([b.user_activities for b in batches], ignore_index=True), expected)

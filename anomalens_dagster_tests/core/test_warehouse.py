@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from anomalens_dagster.core.warehouse import details_json_sql, replace_window
+from anomalens_dagster.core.warehouse import details_json_sql, read_ahead, replace_window
 
 DAY = dt.datetime(2026, 3, 1)
 
@@ -76,3 +76,18 @@ def test_new_columns_rebuild_the_derived_table():
         "extra_feature",
     ]
     assert rows(conn) == [(2, DAY, 0.5)]
+
+
+def test_read_ahead_yields_every_item_in_order():
+    assert list(read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_raises_the_producers_error_at_the_item_it_concerns():
+    def produce():
+        yield 1
+        raise ValueError("day 2 could not be simulated")
+
+    items = read_ahead(produce())
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="day 2"):
+        next(items)
