@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from anomalens_dagster.assets.detections import activity_scores, order_scores
+from anomalens_dagster.assets.detections import (
+    activity_scores,
+    anomalies,
+    consolidated_anomalies,
+    order_scores,
+)
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.reports import detector_evaluation
@@ -29,6 +34,8 @@ defs = dg.Definitions(
         *model_assets,
         activity_scores,
         order_scores,
+        anomalies,
+        consolidated_anomalies,
         detector_evaluation,
     ],
     asset_checks=[*store_checks, *feature_checks, *model_checks],

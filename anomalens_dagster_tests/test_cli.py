@@ -77,7 +77,10 @@ def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(
 
 def dump_store(db) -> dict[str, list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as conn:
-        tables = [name for (name,) in conn.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name='store'").fetchall()]
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name='store'").fetchall()
+        ]
         return {table: conn.execute(f"SELECT * FROM store.{table} ORDER BY ALL").fetchall() for table in tables}
 
 

@@ -61,4 +61,3 @@ def test_loading_the_code_location_does_not_import_tensorflow():
     probe = "import sys, anomalens_dagster.definitions; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
-

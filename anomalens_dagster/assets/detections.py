@@ -1,7 +1,7 @@
 """Detection assets: every order and activity scored by every trained detector and the ensemble."""
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -11,7 +11,10 @@ import pandas as pd
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.constants import (
+    ACTIVITY_FEATURES,
     ACTIVITY_SCORES,
+    ANOMALIES,
+    CONSOLIDATED_ANOMALIES,
     DETECTIONS_GROUP,
     DETECTIONS_SCHEMA,
     DETECTOR_ENSEMBLE,
@@ -19,13 +22,26 @@ from anomalens_dagster.constants import (
     DUCKDB_POOL,
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
+    FEATURES_SCHEMA,
+    ORDER_FEATURES,
     ORDER_SCORES,
+    ORDERS,
+    SEVERITIES,
+    STORE_SCHEMA,
+    USER_ACTIVITIES,
+)
+from anomalens_dagster.core.anomalies import (
+    build_anomalies,
+    consolidate,
+    explain_flagged,
+    session_context,
+    with_session_context,
 )
 from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import replace_window
+from anomalens_dagster.core.warehouse import replace_table, replace_window
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -117,3 +133,143 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
 
 activity_scores = build_scores_asset(ENTITY_ACTIVITY)
 order_scores = build_scores_asset(ENTITY_ORDER)
+
+
+# --- Anomaly records ------------------------------------------------------------------------------
+
+# One row per entity of the day: its features (to explain) and the facts its description quotes.
+FACTS_SQL = {
+    ENTITY_ACTIVITY: f"""
+        SELECT f.*, a.ip_address, a.session_id, CAST(a.details AS VARCHAR) AS details
+        FROM {FEATURES_SCHEMA}.{ACTIVITY_FEATURES} AS f JOIN {STORE_SCHEMA}.{USER_ACTIVITIES} AS a USING (id)
+        WHERE f.timestamp >= $start AND f.timestamp < $end ORDER BY f.id""",
+    ENTITY_ORDER: f"""
+        SELECT f.*, o.customer_id
+        FROM {FEATURES_SCHEMA}.{ORDER_FEATURES} AS f JOIN {STORE_SCHEMA}.{ORDERS} AS o USING (id)
+        WHERE f.created_at >= $start AND f.created_at < $end ORDER BY f.id""",
+}
+
+
+def _models_that_scored(
+    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, scores: pd.DataFrame
+) -> dict[str, ScoringModel]:
+    """The registered versions that produced `scores` (not the latest: a retrain may have happened since)."""
+    expected = feature_schema(entity.numeric, entity.categorical)
+    versions = scores.loc[scores["detector"] != DETECTOR_ENSEMBLE, ["detector", "model_version"]].drop_duplicates()
+    models = {}
+    for name, version in versions.itertuples(index=False):
+        if name in models:
+            raise ValueError(
+                f"{entity.entity_type} scores of one day come from several {name} versions; re-materialise "
+                f"{SCORES_TABLES[entity.entity_type]} for the day"
+            )
+        detector, _ = load_model(conn, name, entity.entity_type, version=int(version), expected_feature_schema=expected)
+        models[name] = ScoringModel(detector=detector, version=int(version))
+    return models
+
+
+def _daily_anomalies(
+    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> Iterator[pd.DataFrame]:
+    """The anomaly records of each entity type and day in [start, end)."""
+    detected_at = datetime.now(UTC).replace(tzinfo=None)
+    for day in days_in_window(start, end):
+        day_start = datetime.combine(day, datetime.min.time())
+        window = {"start": day_start, "end": day_start + timedelta(days=1)}
+        for entity_type, table in SCORES_TABLES.items():
+            entity = ENTITY_FEATURES[entity_type]
+            scores = conn.execute(
+                f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
+                f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
+                window,
+            ).df()
+            facts = conn.execute(FACTS_SQL[entity_type], window).df()
+            models = _models_that_scored(conn, entity, scores)
+            records = build_anomalies(
+                entity_type,
+                scores,
+                explain_flagged(models, facts, scores, entity_type),
+                facts,
+                detected_at,
+                thresholds={name: model.detector.threshold_ for name, model in models.items()},
+            )
+            context.log.info(f"{len(records)} anomaly records for {entity_type}s of {day}")
+            yield records
+
+
+@dg.asset(
+    name=ANOMALIES,
+    group_name=DETECTIONS_GROUP,
+    description=(
+        "One record per entity and detector that flagged it: severity, a sentence saying why, the features that "
+        "drove the score and the model version."
+    ),
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[activity_scores.key, order_scores.key],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    start, end = naive_utc_window(context)
+    with duckdb.get_connection() as conn:
+        rows, preview = replace_window(
+            conn,
+            DETECTIONS_SCHEMA,
+            ANOMALIES,
+            _daily_anomalies(context, conn, start, end),
+            "event_timestamp",
+            start,
+            end,
+        )
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALIES, preview, rows)
+        counts = conn.execute(
+            f"SELECT detector_name, severity, count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} "
+            "WHERE event_timestamp >= $start AND event_timestamp < $end GROUP BY ALL",
+            {"start": start, "end": end},
+        ).fetchall()
+    by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    for detector, level, count in counts:
+        by_detector[detector] += count
+        by_severity[level] += count
+    metadata.update({f"anomalies/{name}": count for name, count in by_detector.items()})
+    metadata.update({f"severity/{level}": count for level, count in by_severity.items()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name=CONSOLIDATED_ANOMALIES,
+    group_name=DETECTIONS_GROUP,
+    description=(
+        "One row per suspicious order or activity over all days: the detectors that fired, first and last "
+        "detection, overall severity, ensemble score, and for activities every action of its session in order."
+    ),
+    deps=[anomalies.key],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        records = conn.execute(f"SELECT * FROM {DETECTIONS_SCHEMA}.{ANOMALIES}").df()
+        sessions = conn.execute(
+            f"""SELECT id, session_id, timestamp, action_type, CAST(details AS VARCHAR) AS details
+                FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+                WHERE session_id IN (
+                    SELECT a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
+                    JOIN {DETECTIONS_SCHEMA}.{ANOMALIES} AS r
+                      ON r.entity_type = $activity AND r.entity_id = a.id)""",
+            {"activity": ENTITY_ACTIVITY},
+        ).df()
+        activity_sessions = conn.execute(
+            f"""SELECT a.id AS entity_id, a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
+                WHERE a.id IN (SELECT entity_id FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE entity_type = $activity)""",
+            {"activity": ENTITY_ACTIVITY},
+        ).df()
+        consolidated = with_session_context(consolidate(records), activity_sessions, session_context(sessions))
+        replace_table(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
+    for level in SEVERITIES:
+        metadata[f"entities/{level}"] = int((consolidated["overall_severity"] == level).sum())
+    context.log.info(f"{len(consolidated)} suspicious entities")
+    return dg.MaterializeResult(metadata=metadata)

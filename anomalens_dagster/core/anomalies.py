@@ -897,3 +897,22 @@ def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
     return value
+
+
+def with_session_context(
+    consolidated: pd.DataFrame, activity_sessions: pd.DataFrame, contexts: pd.DataFrame
+) -> pd.DataFrame:
+    """`consolidated` plus, for activities, `session_id` and `session_actions` (the session's actions).
+
+    ``activity_sessions``: ``entity_id, session_id`` of the suspicious activities; ``contexts``:
+    :func:`session_context` of their sessions. Orders, and activities without a session, get NA.
+    """
+    _require_columns(activity_sessions, ("entity_id", "session_id"), "activity_sessions")
+    _require_columns(contexts, ("session_id", "actions"), "contexts")
+    sessions = activity_sessions.assign(entity_type=ENTITY_ACTIVITY).merge(
+        contexts[["session_id", "actions"]], on="session_id", how="left"
+    )
+    merged = consolidated.merge(
+        sessions.rename(columns={"actions": "session_actions"}), on=["entity_type", "entity_id"], how="left"
+    )
+    return merged.astype({"session_id": "str", "session_actions": "str"})

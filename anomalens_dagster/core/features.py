@@ -85,15 +85,11 @@ ACTIVITY_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     "session_duration_seconds",
 )
 
-ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = (
-    ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS
-)
+ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS
 ACTIVITY_CATEGORICAL_COLUMNS: tuple[str, ...] = ("action_type",)
 # `timestamp` is no feature: it lets a writer replace the rows of a time range.
 ACTIVITY_KEY_COLUMNS: tuple[str, ...] = ("id", "timestamp")
-ACTIVITY_COLUMNS: tuple[str, ...] = (
-    ACTIVITY_KEY_COLUMNS + ACTIVITY_FEATURE_COLUMNS + ACTIVITY_CATEGORICAL_COLUMNS
-)
+ACTIVITY_COLUMNS: tuple[str, ...] = ACTIVITY_KEY_COLUMNS + ACTIVITY_FEATURE_COLUMNS + ACTIVITY_CATEGORICAL_COLUMNS
 
 _FLOAT_ACTIVITY_COLUMNS = frozenset(
     {
@@ -107,10 +103,7 @@ _FLOAT_ACTIVITY_COLUMNS = frozenset(
 ACTIVITY_DTYPES: dict[str, str] = {
     "id": "int64",
     "timestamp": "datetime64[us]",
-    **{
-        column: "float64" if column in _FLOAT_ACTIVITY_COLUMNS else "int64"
-        for column in ACTIVITY_FEATURE_COLUMNS
-    },
+    **{column: "float64" if column in _FLOAT_ACTIVITY_COLUMNS else "int64" for column in ACTIVITY_FEATURE_COLUMNS},
     "action_type": "str",
 }
 
@@ -135,9 +128,7 @@ ORDER_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     # past counts, so the value never changes when later days are loaded or run.
     "amount_to_customer_median_ratio",
 )
-ORDER_FEATURE_COLUMNS: tuple[str, ...] = (
-    ORDER_REQUIRED_FEATURE_COLUMNS + ORDER_EXTRA_FEATURE_COLUMNS
-)
+ORDER_FEATURE_COLUMNS: tuple[str, ...] = ORDER_REQUIRED_FEATURE_COLUMNS + ORDER_EXTRA_FEATURE_COLUMNS
 # `created_at` is no feature: it lets a writer replace the rows of a time range.
 ORDER_KEY_COLUMNS: tuple[str, ...] = ("id", "created_at")
 ORDER_COLUMNS: tuple[str, ...] = ORDER_KEY_COLUMNS + ORDER_FEATURE_COLUMNS
@@ -174,9 +165,7 @@ _IP_REACH_US = max(_LAST_5MIN_US, _LAST_15MIN_US, _WITHIN_30S_US, _WITHIN_15MIN_
 
 # The read around the range must cover the widest window, or a day's features would depend on
 # where the range it is computed in starts and ends.
-if _IP_REACH_US > _US * min(
-    ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS
-):
+if _IP_REACH_US > _US * min(ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS):
     raise ValueError("ACTIVITY_FEATURES_LOOKBACK/LOOKAHEAD_SECONDS must cover the widest window")
 
 # --- SQL -----------------------------------------------------------------------------------------
@@ -381,9 +370,7 @@ ORDER BY o.created_at, o.id
 # --- Public API ----------------------------------------------------------------------------------
 
 
-def compute_activity_features(
-    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
-) -> pd.DataFrame:
+def compute_activity_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """Feature rows of the activities with ``start <= timestamp < end``, ordered by (timestamp, id).
 
     ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
@@ -444,9 +431,7 @@ def iter_activity_features(
     )
 
 
-def compute_order_features(
-    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
-) -> pd.DataFrame:
+def compute_order_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """Feature rows of the orders with ``start <= created_at < end``, ordered by (created_at, id).
 
     ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
@@ -464,18 +449,13 @@ def compute_order_features(
 
 def _naive_utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """The range as naive UTC datetimes (DuckDB cannot bind aware ones against TIMESTAMP)."""
-    start, end = (
-        value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-        for value in (start, end)
-    )
+    start, end = (value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value for value in (start, end))
     if start > end:
         raise ValueError(f"Feature range starts after it ends: start={start}, end={end}")
     return start, end
 
 
-def _chunk_edges(
-    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, chunk_rows: int
-) -> list[datetime]:
+def _chunk_edges(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, chunk_rows: int) -> list[datetime]:
     """Cut [start, end) at whole hours into chunks of about ``chunk_rows`` activities each.
 
     An hour holding more than ``chunk_rows`` activities stays one chunk.
@@ -489,9 +469,7 @@ def _chunk_edges(
     return [start, *cuts.astype("datetime64[us]").tolist(), end]
 
 
-def _activity_chunk_features(
-    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
-) -> pd.DataFrame:
+def _activity_chunk_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """The feature frame of one chunk; the session and last-seen tables must be registered."""
     context = conn.sql(_ACTIVITY_CONTEXT_SQL, params={"start": start, "end": end}).to_arrow_table()
     windows = _activity_window_features(
@@ -504,10 +482,7 @@ def _activity_chunk_features(
     in_range = _numpy(context, "in_range")
     rows = context.filter(context["in_range"])
     frame = pa.table(
-        {
-            column: windows[column][in_range] if column in windows else rows[column]
-            for column in ACTIVITY_COLUMNS
-        }
+        {column: windows[column][in_range] if column in windows else rows[column] for column in ACTIVITY_COLUMNS}
     ).to_pandas()
     logger.debug("Activity features of [%s, %s): %d rows", start, end, len(frame))
     return frame.astype(ACTIVITY_DTYPES)  # a no-op unless the types drifted: the contract holds
@@ -556,9 +531,7 @@ def _window_key(t_us: np.ndarray, starts: np.ndarray, reach_us: int) -> np.ndarr
 
 def _count_within(key: np.ndarray, sample: np.ndarray, before_us: int, after_us: int) -> np.ndarray:
     """For each key, how many ``sample`` keys (sorted) lie in [key - before_us, key + after_us]."""
-    return np.searchsorted(sample, key + after_us, side="right") - np.searchsorted(
-        sample, key - before_us, side="left"
-    )
+    return np.searchsorted(sample, key + after_us, side="right") - np.searchsorted(sample, key - before_us, side="left")
 
 
 def _activity_window_features(
@@ -599,9 +572,7 @@ def _activity_window_features(
         "actions_in_last_5min_ip": _count_within(key, key, _LAST_5MIN_US, 0),
         "failed_logins_in_last_15min_ip": _count_within(key, failed_key, _LAST_15MIN_US, 0),
         "actions_within_30s_ip": _count_within(key, key, _WITHIN_30S_US, _WITHIN_30S_US),
-        "failed_logins_within_15min_ip": _count_within(
-            key, failed_key, _WITHIN_15MIN_US, _WITHIN_15MIN_US
-        ),
+        "failed_logins_within_15min_ip": _count_within(key, failed_key, _WITHIN_15MIN_US, _WITHIN_15MIN_US),
         "seconds_to_nearest_activity_ip": nearest / _US,
     }
     result = {name: _unsort(values, by_ip) for name, values in by_ip_values.items()}
@@ -610,9 +581,7 @@ def _activity_window_features(
     # (timestamp, id) order inside each group.
     same_action = ip_code * (action_code.max(initial=0) + 1) + action_code
     by_action = by_ip[np.argsort(same_action[by_ip], kind="stable")]
-    action_key = _window_key(
-        t_us[by_action], _group_starts(same_action[by_action]), _IDENTICAL_WITHIN_US
-    )
+    action_key = _window_key(t_us[by_action], _group_starts(same_action[by_action]), _IDENTICAL_WITHIN_US)
     result["identical_actions_within_60s_ip"] = _unsort(
         _count_within(action_key, action_key, _IDENTICAL_WITHIN_US, _IDENTICAL_WITHIN_US),
         by_action,

@@ -215,13 +215,16 @@ def load_model(
     where = "detector = ? AND entity_type = ?" + ("" if version is None else " AND version = ?")
     parameters = [detector_name, entity_type] + ([] if version is None else [version])
     try:
-        row = conn.execute(
+        # fetchall, not fetchone: a result left half-read blocks the connection for the caller's
+        # next statement (DuckDB refuses to register a frame while one is pending).
+        rows = conn.execute(
             f"SELECT {_RECORD_COLUMNS}, artifact FROM {MODEL_REGISTRY_TABLE} WHERE {where} "
             "ORDER BY version DESC LIMIT 1",
             parameters,
-        ).fetchone()
+        ).fetchall()
     except duckdb.CatalogException:
-        row = None  # the registry table does not exist yet: nothing was ever registered
+        rows = []  # the registry table does not exist yet: nothing was ever registered
+    row = rows[0] if rows else None
     if row is None:
         wanted = f"{detector_name} model" if version is None else f"version {version} of the {detector_name} model"
         raise ModelNotFoundError(

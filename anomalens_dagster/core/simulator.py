@@ -245,13 +245,10 @@ class SimulationSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.orders_per_day <= _MAX_ORDERS_PER_DAY:
-            raise ValueError(
-                f"orders_per_day must be in [0, {_MAX_ORDERS_PER_DAY:_}], got {self.orders_per_day}"
-            )
+            raise ValueError(f"orders_per_day must be in [0, {_MAX_ORDERS_PER_DAY:_}], got {self.orders_per_day}")
         if not 0 <= self.activities_per_day <= _MAX_ACTIVITIES_PER_DAY:
             raise ValueError(
-                f"activities_per_day must be in [0, {_MAX_ACTIVITIES_PER_DAY:_}], "
-                f"got {self.activities_per_day}"
+                f"activities_per_day must be in [0, {_MAX_ACTIVITIES_PER_DAY:_}], got {self.activities_per_day}"
             )
         for name in ("order_anomaly_rate", "burst_rate", "failed_login_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -423,9 +420,7 @@ def _ascii_letters(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower()) or "user"
 
 
-def _simulate_customers(
-    settings: SimulationSettings, fake: Faker, stream: np.random.SeedSequence
-) -> pd.DataFrame:
+def _simulate_customers(settings: SimulationSettings, fake: Faker, stream: np.random.SeedSequence) -> pd.DataFrame:
     _seed_faker(fake, stream)
     rng = np.random.default_rng(stream)
     n = settings.num_customers
@@ -446,8 +441,7 @@ def _simulate_customers(
     local_parts = pd.Series(local_parts, dtype=object)
     repeat = local_parts.groupby([local_parts, pd.Series(domain)]).cumcount().to_numpy()
     emails = [
-        f"{local}{r + 1 if r else ''}@{domain_pool[d]}"
-        for local, r, d in zip(local_parts, repeat, domain, strict=True)
+        f"{local}{r + 1 if r else ''}@{domain_pool[d]}" for local, r, d in zip(local_parts, repeat, domain, strict=True)
     ]
     since_us = int(np.datetime64(_CUSTOMER_SINCE, "us").astype(np.int64))
     until_us = int(np.datetime64(_CUSTOMER_UNTIL, "us").astype(np.int64))
@@ -693,10 +687,7 @@ def simulate_days(
 
 def _concatenated(days: list[SimulatedDay]) -> SimulatedDay:
     return SimulatedDay(
-        *(
-            pd.concat([getattr(day, field.name) for day in days], ignore_index=True)
-            for field in fields(SimulatedDay)
-        )
+        *(pd.concat([getattr(day, field.name) for day in days], ignore_index=True) for field in fields(SimulatedDay))
     )
 
 
@@ -710,8 +701,7 @@ def simulate_day(settings: SimulationSettings, day: dt.date, catalog: Catalog) -
     pools = catalog.pools
     base = day_id_base(day)
     order_rng, session_rng, burst_rng, run_rng, time_rng = (
-        np.random.default_rng(stream)
-        for stream in np.random.SeedSequence([settings.seed, day.toordinal()]).spawn(5)
+        np.random.default_rng(stream) for stream in np.random.SeedSequence([settings.seed, day.toordinal()]).spawn(5)
     )
     orders = _draw_orders(order_rng, settings, pools)
     bursts = _draw_bursts(burst_rng, settings, pools)
@@ -868,9 +858,7 @@ def _distinct_products(
 # --- Normal sessions ------------------------------------------------------------------------------
 
 
-def _plan_sessions(
-    rng: np.random.Generator, orders: _Orders, budget: int, pools: TrafficPools
-) -> _Sessions:
+def _plan_sessions(rng: np.random.Generator, orders: _Orders, budget: int, pools: TrafficPools) -> _Sessions:
     """One session per order, then browsing sessions filling the rest of the activity budget.
 
     An order's session needs its add_to_carts and its purchase; logins, views before adding and
@@ -973,9 +961,7 @@ def _categorical(u: np.ndarray, probs: dict[str, float]) -> np.ndarray:
     return codes[index]
 
 
-def _expand_sessions(
-    rng: np.random.Generator, sessions: _Sessions, orders: _Orders, pools: TrafficPools
-) -> _Rows:
+def _expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: _Orders, pools: TrafficPools) -> _Rows:
     """One row per action of the normal sessions.
 
     Layout of a session: [failed_login] [login] browsing... [update_profile somewhere in it]
@@ -1019,9 +1005,7 @@ def _expand_sessions(
 
     subject = np.full(n, -1, dtype=np.int64)
     quantity = np.zeros(n, dtype=np.int64)
-    browse_product = is_browsing & (
-        (code == _VIEW_PRODUCT) | (code == _ADD_TO_CART) | (code == _REMOVE_FROM_CART)
-    )
+    browse_product = is_browsing & ((code == _VIEW_PRODUCT) | (code == _ADD_TO_CART) | (code == _REMOVE_FROM_CART))
     subject[browse_product] = _pick(rng, pools.product_cdf, np.count_nonzero(browse_product))
     # A removal takes out the session's latest addition; with nothing added it is a product view.
     latest_add = np.maximum.accumulate(np.where(code == _ADD_TO_CART, np.arange(n), -1))
@@ -1029,9 +1013,9 @@ def _expand_sessions(
     valid_removal = removal & (latest_add >= first)
     code[removal & ~valid_removal] = _VIEW_PRODUCT
     # Adding right after viewing adds the viewed product.
-    add_after_view = np.flatnonzero(
-        is_browsing[1:] & (code[1:] == _ADD_TO_CART) & (code[:-1] == _VIEW_PRODUCT) & (pos[1:] > 0)
-    ) + 1
+    add_after_view = (
+        np.flatnonzero(is_browsing[1:] & (code[1:] == _ADD_TO_CART) & (code[:-1] == _VIEW_PRODUCT) & (pos[1:] > 0)) + 1
+    )
     subject[add_after_view] = subject[add_after_view - 1]
     browse_add = is_browsing & (code == _ADD_TO_CART)
     quantity[browse_add] = rng.choice(
@@ -1134,9 +1118,7 @@ def _draw_bursts(rng: np.random.Generator, settings: SimulationSettings, pools: 
     )
 
 
-def _draw_failed_login_runs(
-    rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools
-) -> _Rows:
+def _draw_failed_login_runs(rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools) -> _Rows:
     """Runs of 5-20 anonymous failed logins for one email from one IP, 1-6 s apart."""
     sizes = _episode_sizes(rng, settings.failed_login_rate * settings.activities_per_day, *_FAILED_RUN_SIZE)
     n = len(sizes)
@@ -1191,9 +1173,7 @@ def _take_rows(rows: _Rows, index: np.ndarray) -> _Rows:
     return _Rows(**{name: getattr(rows, name)[index] for name in _row_fields()})
 
 
-def _place_in_day(
-    rng: np.random.Generator, rows: _Rows, session_owner: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _place_in_day(rng: np.random.Generator, rows: _Rows, session_owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps (µs after midnight) of the rows and the start of each session.
 
     Sessions start at times from the daily cycle, then are fitted into the day (see
@@ -1319,9 +1299,7 @@ def _assemble(
             "details_url": pools.urls.take(url, allow_fill=True),
             "details_success": pd.arrays.BooleanArray(is_login, ~(is_login | is_failed)),
             "details_order_total": pd.arrays.FloatingArray(purchase_total, ~is_purchase),
-            "details_attempted_email": pools.login_emails.take(
-                np.where(is_failed, subject, -1), allow_fill=True
-            ),
+            "details_attempted_email": pools.login_emails.take(np.where(is_failed, subject, -1), allow_fill=True),
             "details_order_id": pd.arrays.IntegerArray(purchase_order_id, ~is_purchase),
         }
     )

@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from anomalens_dagster.assets.detections import activity_scores, order_scores
+from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
 from anomalens_dagster.assets.reports import detector_evaluation
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
 
@@ -53,3 +53,30 @@ def test_the_evaluation_reports_every_detector_and_plots_headline_numbers(traine
             "SELECT entity_type, detector FROM detections.detector_evaluation WHERE anomaly_kind = 'all'"
         ).fetchall()
     assert sorted(rows) == sorted((entity, detector) for entity in ("activity", "order") for detector in DETECTORS)
+
+
+@pytest.mark.slow
+def test_anomaly_records_are_replaced_on_rerun_and_consolidate_with_session_context(trained_store, db_path):
+    dg.materialize([activity_scores, order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    dg.materialize([anomalies], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    ids_before = {row[0] for row in scores_of(db_path, "anomalies")}
+
+    dg.materialize([anomalies], resources={"duckdb": trained_store}, partition_key=DAYS[0])
+    result = dg.materialize([consolidated_anomalies], resources={"duckdb": trained_store})
+
+    records = scores_of(db_path, "anomalies")
+    assert records and {row[0] for row in records} == ids_before
+    assert len(records) == len(ids_before)  # a rerun replaced the day's records, it added none
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        flagged = conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT entity_type, entity_id FROM detections.anomalies)"
+        ).fetchone()[0]
+        consolidated = conn.execute(
+            "SELECT entity_type, session_actions, overall_severity FROM detections.consolidated_anomalies"
+        ).fetchall()
+        descriptions = conn.execute("SELECT count(*) FROM detections.anomalies WHERE description = ''").fetchone()[0]
+    assert len(consolidated) == flagged
+    assert all(actions.startswith("[{") for kind, actions, _ in consolidated if kind == "activity")
+    assert {severity for _, _, severity in consolidated} <= {"Low", "Medium", "High"}
+    assert descriptions == 0
+    assert result.get_asset_materialization_events()[0].materialization.metadata["dagster/row_count"].value == flagged

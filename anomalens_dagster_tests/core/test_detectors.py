@@ -68,9 +68,7 @@ def planted_outliers() -> pd.DataFrame:
     Like the store's real anomalies they are off in more than one feature: a single extreme column
     among several barely shortens an isolation tree's path on 1,000 training rows.
     """
-    return pd.DataFrame(
-        {"amount": [5_000.0, 20.0], "count": [3, 60], "hour": [2, 2], "action_type": ["view", "view"]}
-    )
+    return pd.DataFrame({"amount": [5_000.0, 20.0], "count": [3, 60], "hour": [2, 2], "action_type": ["view", "view"]})
 
 
 def build(name: str, **overrides) -> Detector:
@@ -253,9 +251,7 @@ def test_isolation_forest_auto_threshold_follows_the_sklearn_offset(training):
     assert detector.threshold_ == pytest.approx(0.5)
     assert detector.threshold_ == -detector.forest_.offset_
     # sklearn's own predict (-1 = outlier) agrees with ours after the sign flip.
-    inputs = detector.preprocessor_.transform(
-        training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL]
-    )
+    inputs = detector.preprocessor_.transform(training[NUMERIC].to_numpy(np.float64), training[CATEGORICAL])
     np.testing.assert_array_equal(detector.predict(training), (detector.forest_.predict(inputs) == -1).astype(np.int8))
 
 

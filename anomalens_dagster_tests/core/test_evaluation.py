@@ -270,9 +270,10 @@ def test_simulated_labels_evaluate_without_reshaping():
     assert (evaluation["precision"] == 1.0).all()
     assert (evaluation["episode_recall"] == 1.0).all()
     assert (evaluation["pr_auc"] == 1.0).all()
-    assert row(evaluation, "oracle", ALL)["n_episodes"] == labels.loc[
-        labels["entity_type"] == ENTITY_ACTIVITY, "episode_id"
-    ].nunique()
+    assert (
+        row(evaluation, "oracle", ALL)["n_episodes"]
+        == labels.loc[labels["entity_type"] == ENTITY_ACTIVITY, "episode_id"].nunique()
+    )
 
 
 def test_inputs_are_not_modified():

@@ -303,8 +303,7 @@ def test_action_type_is_kept_as_text_and_listed_as_the_categorical_column(conn):
 def test_every_row_of_a_burst_of_identical_actions_sees_the_whole_burst(conn):
     t = MONDAY + timedelta(hours=12)
     burst = [
-        act(50 + k, t + timedelta(seconds=k), action="view_product", details={"product_id": 7})
-        for k in range(1, 7)
+        act(50 + k, t + timedelta(seconds=k), action="view_product", details={"product_id": 7}) for k in range(1, 7)
     ]
     rows = burst + [
         act(57, t + timedelta(seconds=11), action="view_product", details={"product_id": 8}),
@@ -472,9 +471,7 @@ def brute_force_window_features(rows: list[dict]) -> pd.DataFrame:
     dt = t[None, :] - t[:, None]  # ... and how long after row i row j happened.
     earlier = same_ip & ((dt < 0) | ((dt == 0) & (ids[None, :] < ids[:, None])))
     identical = (
-        same_ip
-        & (action[:, None] == action[None, :])
-        & (target.to_numpy()[:, None] == target.to_numpy()[None, :])
+        same_ip & (action[:, None] == action[None, :]) & (target.to_numpy()[:, None] == target.to_numpy()[None, :])
     )
     last_earlier = np.where(earlier, t[None, :], np.iinfo(np.int64).min).max(axis=1)
     nearest = np.where(same_ip & ~itself, np.abs(dt), 300 * us).min(axis=1)
@@ -482,9 +479,7 @@ def brute_force_window_features(rows: list[dict]) -> pd.DataFrame:
         {
             "time_since_last_activity_ip": np.where(earlier.any(axis=1), t - last_earlier, 0) / us,
             "actions_in_last_5min_ip": (same_ip & (dt > -300 * us) & (dt <= 0)).sum(axis=1),
-            "failed_logins_in_last_15min_ip": (
-                same_ip & failed & (dt > -900 * us) & (dt <= 0)
-            ).sum(axis=1),
+            "failed_logins_in_last_15min_ip": (same_ip & failed & (dt > -900 * us) & (dt <= 0)).sum(axis=1),
             "actions_within_30s_ip": (same_ip & (np.abs(dt) <= 30 * us)).sum(axis=1),
             "identical_actions_within_60s_ip": (identical & (np.abs(dt) <= 60 * us)).sum(axis=1),
             "failed_logins_within_15min_ip": (same_ip & failed & (np.abs(dt) <= 900 * us)).sum(axis=1),
@@ -500,9 +495,7 @@ def test_window_features_match_their_pairwise_definitions_on_synthetic_history(c
     frame = compute_activity_features(conn, MONDAY, MONDAY + 3 * DAY).set_index("id")
     expected = brute_force_window_features(rows)
     assert len(frame) == len(rows)
-    pd.testing.assert_frame_equal(
-        frame[list(expected.columns)].sort_index(), expected.sort_index(), check_names=False
-    )
+    pd.testing.assert_frame_equal(frame[list(expected.columns)].sort_index(), expected.sort_index(), check_names=False)
 
 
 # --- Range arguments -----------------------------------------------------------------------------

@@ -18,9 +18,7 @@ def zscore_models():
 
 
 def day(xs, ys):
-    return pd.DataFrame(
-        {"id": np.arange(1, len(xs) + 1), "timestamp": pd.Timestamp("2026-03-01"), "x": xs, "y": ys}
-    )
+    return pd.DataFrame({"id": np.arange(1, len(xs) + 1), "timestamp": pd.Timestamp("2026-03-01"), "x": xs, "y": ys})
 
 
 def test_every_row_gets_one_score_per_detector_and_one_for_the_ensemble(zscore_models):

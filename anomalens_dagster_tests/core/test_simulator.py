@@ -159,8 +159,7 @@ def episodes(simulated: SimulatedDay, kind: str) -> list[pd.DataFrame]:
     mine = labels[(labels["anomaly_kind"] == kind) & (labels["entity_type"] == constants.ENTITY_ACTIVITY)]
     activities = simulated.user_activities.set_index("id")
     return [
-        activities.loc[ids.to_numpy()].sort_values("timestamp")
-        for _, ids in mine.groupby("episode_id")["entity_id"]
+        activities.loc[ids.to_numpy()].sort_values("timestamp") for _, ids in mine.groupby("episode_id")["entity_id"]
     ]
 
 
@@ -175,9 +174,7 @@ def test_same_settings_and_day_give_identical_frames(day):
 
 def test_another_day_or_another_seed_gives_different_frames(catalog, day):
     next_day = simulate_day(SETTINGS, DAY + dt.timedelta(days=1), catalog)
-    assert not np.array_equal(
-        next_day.user_activities["timestamp"].dt.time, day.user_activities["timestamp"].dt.time
-    )
+    assert not np.array_equal(next_day.user_activities["timestamp"].dt.time, day.user_activities["timestamp"].dt.time)
     other_seed = dataclasses.replace(SETTINGS, seed=SETTINGS.seed + 1)
     other = simulate_day(other_seed, DAY, simulate_catalog(other_seed))
     assert not other.orders.equals(day.orders)

@@ -41,9 +41,19 @@ def test_details_json_has_exactly_the_keys_of_each_action_type():
 
 def test_replacing_a_window_keeps_rows_outside_it_and_replaces_rows_inside():
     conn = duckdb.connect()
-    replace_window(conn, "features", "t", [frame([1, 2]), frame([3], day=DAY + dt.timedelta(days=1))], "timestamp", DAY, DAY + dt.timedelta(days=2))
+    replace_window(
+        conn,
+        "features",
+        "t",
+        [frame([1, 2]), frame([3], day=DAY + dt.timedelta(days=1))],
+        "timestamp",
+        DAY,
+        DAY + dt.timedelta(days=2),
+    )
 
-    written, preview = replace_window(conn, "features", "t", [frame([10])], "timestamp", DAY, DAY + dt.timedelta(days=1))
+    written, preview = replace_window(
+        conn, "features", "t", [frame([10])], "timestamp", DAY, DAY + dt.timedelta(days=1)
+    )
 
     assert written == 1 and list(preview["id"]) == [10]
     assert [row[0] for row in rows(conn)] == [3, 10]
@@ -68,9 +78,16 @@ def test_new_columns_rebuild_the_derived_table():
     conn = duckdb.connect()
     replace_window(conn, "features", "t", [frame([1])], "timestamp", DAY, DAY + dt.timedelta(days=1))
 
-    replace_window(conn, "features", "t", [frame([2], extra_feature=[0.5])], "timestamp", DAY, DAY + dt.timedelta(days=1))
+    replace_window(
+        conn, "features", "t", [frame([2], extra_feature=[0.5])], "timestamp", DAY, DAY + dt.timedelta(days=1)
+    )
 
-    assert [name for (name,) in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 't'").fetchall()] == [
+    assert [
+        name
+        for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 't'"
+        ).fetchall()
+    ] == [
         "id",
         "timestamp",
         "extra_feature",

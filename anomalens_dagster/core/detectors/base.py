@@ -109,9 +109,7 @@ class Detector(BaseEstimator, ABC):
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         numeric, categorical = self._fitted_inputs(X)
         names = self._explained_features()
-        contributions = (
-            np.empty((0, len(names))) if len(numeric) == 0 else self._contributions(numeric, categorical)
-        )
+        contributions = np.empty((0, len(names))) if len(numeric) == 0 else self._contributions(numeric, categorical)
         k = min(top_k, len(names))
         order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
         top_names = np.asarray(names, dtype=object)[order]
