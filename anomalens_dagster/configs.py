@@ -118,12 +118,20 @@ class DetectionConfig(dg.Config):
         )
         return {
             "zscore": {"z_threshold": self.z_threshold},
+            # n_jobs=-1: scoring on both cores took Isolation Forest from 100k to 159k rows/s here;
+            # results do not depend on it. DuckDB steps run one at a time (the `duckdb` pool).
             "isolation_forest": {
                 "contamination": contamination,
                 "n_estimators": self.iforest_n_estimators,
                 "random_state": seed,
+                "n_jobs": -1,
             },
-            "dbscan": {"eps": self.dbscan_eps, "min_samples": self.dbscan_min_samples, "random_state": seed},
+            "dbscan": {
+                "eps": self.dbscan_eps,
+                "min_samples": self.dbscan_min_samples,
+                "random_state": seed,
+                "n_jobs": -1,
+            },
             "autoencoder": {
                 "threshold_quantile": self.autoencoder_threshold_quantile,
                 "epochs": self.autoencoder_epochs,

@@ -16,7 +16,7 @@ from anomalens_dagster.constants import (
     SIMULATION_LABELS,
     STORE_SCHEMA,
 )
-from anomalens_dagster.core.evaluation import evaluate_detections, headline_metrics
+from anomalens_dagster.core.evaluation import HEADLINE_METRICS_ALL_KINDS, evaluate_detections, headline_metrics
 from anomalens_dagster.core.warehouse import replace_table
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -61,16 +61,4 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
 
 
 def _summary(evaluation: pd.DataFrame) -> pd.DataFrame:
-    return evaluation[
-        [
-            "entity_type",
-            "detector",
-            "anomaly_kind",
-            "precision",
-            "recall",
-            "f1",
-            "pr_auc",
-            "episode_recall",
-            "normal_flag_rate",
-        ]
-    ]
+    return evaluation[["entity_type", "detector", "anomaly_kind", *HEADLINE_METRICS_ALL_KINDS]]
