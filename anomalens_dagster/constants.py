@@ -82,7 +82,7 @@ DEFAULT_DBSCAN_EPS = 0.5
 DEFAULT_DBSCAN_MIN_SAMPLES = 5
 # scikit-learn's "auto" flagged 6-7 % of the simulated activities and 18-19 % of the orders.
 DEFAULT_IFOREST_CONTAMINATION = 0.02
-DEFAULT_IFOREST_N_ESTIMATORS = 200
+DEFAULT_IFOREST_N_ESTIMATORS = 100  # scikit-learn's default; 200 trees scored under 100k rows/s on one core
 DEFAULT_AUTOENCODER_THRESHOLD_QUANTILE = 0.995
 DEFAULT_AUTOENCODER_EPOCHS = 20
 
