@@ -50,7 +50,7 @@ def fit_and_score(db: str, entity_type: str, detector: str) -> dict:
         model.score(day)
     day_peak = peak_rss_mb()
     with duckdb.connect(db, read_only=True) as conn:
-        everything = load_feature_sample(conn, entity, training.start, training.end, 10**9, 0).frame
+        everything = load_feature_sample(conn, entity, training.start, training.end).frame
     with stopwatch() as score_seconds:
         flags = model.predict(everything)
     return {

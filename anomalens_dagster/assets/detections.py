@@ -46,7 +46,6 @@ from anomalens_dagster.partitions import daily_partitions, days_in_window, naive
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
-ALL_ROWS = 2**62  # no sampling: a day is scored whole
 
 
 def load_scoring_models(conn: duckdb.DuckDBPyConnection, entity: EntityFeatures) -> dict[str, ScoringModel]:
@@ -71,7 +70,7 @@ def _daily_scores(
     """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector."""
     for day in days_in_window(start, end):
         day_start = datetime.combine(day, datetime.min.time())
-        features = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1), ALL_ROWS, 0).frame
+        features = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1)).frame
         scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
         for detector, flags in scores.groupby("detector")["is_anomaly"]:
             tally = totals.setdefault(str(detector), [0, 0])

@@ -84,10 +84,10 @@ def load_feature_sample(
     entity: EntityFeatures,
     start: dt.datetime,
     end: dt.datetime,
-    max_rows: int,
-    seed: int,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> TrainingFrame:
-    """Feature rows in [start, end); past `max_rows`, a uniform sample of `max_rows` of them.
+    """Feature rows in [start, end); past `max_rows` (None: no limit), a uniform sample of them.
 
     The sample is drawn with `seed` from the rows ordered by id, so the same data and seed always
     give the same rows.
@@ -99,7 +99,7 @@ def load_feature_sample(
         {"start": start, "end": end},
     ).df()
     rows_in_window = len(frame)
-    if rows_in_window > max_rows:
+    if max_rows is not None and rows_in_window > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(rows_in_window, size=max_rows, replace=False))
         frame = frame.iloc[keep].reset_index(drop=True)
     logger.info("sampled %d of %d %s rows in [%s, %s)", len(frame), rows_in_window, entity.entity_type, start, end)
