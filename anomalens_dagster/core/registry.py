@@ -23,6 +23,7 @@ import pandas as pd
 
 from anomalens_dagster.constants import ENTITY_TYPES, ML_SCHEMA, MODEL_REGISTRY
 from anomalens_dagster.core.detectors import Detector, FeatureSchema
+from anomalens_dagster.core.warehouse import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,7 @@ def register_model(
         "sha256": sha256,
     }
     ensure_model_registry(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         (version,) = conn.execute(
             f"SELECT coalesce(max(version), 0) + 1 FROM {MODEL_REGISTRY_TABLE} WHERE detector = ? AND entity_type = ?",
             [detector.name, entity_type],
@@ -184,10 +184,6 @@ def register_model(
             f"VALUES (?, {', '.join('?' for _ in values)})",
             [version, *values.values()],
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     logger.info(
         "Registered %s %s v%d (%d training rows, %d artifact bytes)",
         entity_type,

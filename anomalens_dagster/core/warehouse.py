@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import duckdb
@@ -58,9 +59,19 @@ CREATE TABLE IF NOT EXISTS {STORE_SCHEMA}.{SIMULATION_LABELS} (
     episode_id VARCHAR NOT NULL);
 """
 
-# Event tables carry a `source` column (`simulator`, or the landing file a row came from) so that
-# rebuilding a simulated day never deletes rows that were loaded from real files.
 CATALOG_TABLES = (CATEGORIES, PRODUCTS, CUSTOMERS)
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one DuckDB transaction: committed if it ends, rolled back if it raises."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def ensure_store_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -75,8 +86,7 @@ def qualified(table: str, schema: str = STORE_SCHEMA) -> str:
 def replace_catalog(conn: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
     """Replace the catalog tables (categories, products, customers) in one transaction."""
     ensure_store_tables(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table in CATALOG_TABLES:
             frame = tables[table]
             conn.execute(f"DELETE FROM {qualified(table)}")
@@ -84,10 +94,6 @@ def replace_catalog(conn: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFr
             columns = ", ".join(frame.columns)
             conn.execute(f"INSERT INTO {qualified(table)} ({columns}) SELECT {columns} FROM incoming")
             conn.unregister("incoming")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def details_json_sql(detail_keys_by_action: dict[str, tuple[str, ...]]) -> str:
@@ -123,8 +129,7 @@ def replace_simulated_days(
     """
     ensure_store_tables(conn)
     written = dict.fromkeys((ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS), 0)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         _delete_simulated_rows(conn, start, end, label_id_range)
         for day in days:
             _insert_frame(conn, ORDERS, day.orders, ("id", "customer_id", "created_at", "total_amount", "status"))
@@ -147,10 +152,6 @@ def replace_simulated_days(
             conn.unregister("incoming_labels")
             for table in written:
                 written[table] += len(getattr(day, table))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     logger.info("replaced simulated rows in [%s, %s): %s", start, end, written)
     return written
 
@@ -241,8 +242,7 @@ def replace_window(
     """
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     rows, first = 0, None
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for frame in frames:
             _register(conn, "incoming", frame)
             if first is None:
@@ -257,10 +257,6 @@ def replace_window(
             rows += len(frame)
         if first is None:
             raise ValueError(f"no frame to write to {schema}.{table}: the computation yielded nothing")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return rows, first
 
 
