@@ -1,6 +1,6 @@
 """Detection assets: every order and activity scored by every trained detector and the ensemble."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,12 +48,16 @@ from anomalens_dagster.resources import AnomaLensDuckDB
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
 
 
-def load_scoring_models(conn: duckdb.DuckDBPyConnection, entity: EntityFeatures) -> dict[str, ScoringModel]:
-    """The latest version of each detector for the entity, checked against today's feature columns."""
+def load_scoring_models(
+    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, versions: Mapping[str, int] | None = None
+) -> dict[str, ScoringModel]:
+    """Each detector of the entity at the given registry version (the latest when `versions` is None),
+    checked against today's feature columns."""
     expected = feature_schema(entity.numeric, entity.categorical)
     models = {}
-    for name in DETECTOR_NAMES:
-        detector, record = load_model(conn, name, entity.entity_type, expected_feature_schema=expected)
+    for name in DETECTOR_NAMES if versions is None else versions:
+        version = None if versions is None else versions[name]
+        detector, record = load_model(conn, name, entity.entity_type, version=version, expected_feature_schema=expected)
         models[name] = ScoringModel(detector=detector, version=record.version)
     return models
 
@@ -149,22 +153,15 @@ FACTS_SQL = {
 }
 
 
-def _models_that_scored(
-    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, scores: pd.DataFrame
-) -> dict[str, ScoringModel]:
-    """The registered versions that produced `scores` (not the latest: a retrain may have happened since)."""
-    expected = feature_schema(entity.numeric, entity.categorical)
+def _versions_that_scored(entity: EntityFeatures, scores: pd.DataFrame) -> dict[str, int]:
+    """The registry version of each detector in `scores` (not the latest: a retrain may have happened since)."""
     versions = scores.loc[scores["detector"] != DETECTOR_ENSEMBLE, ["detector", "model_version"]].drop_duplicates()
-    models = {}
-    for name, version in versions.itertuples(index=False):
-        if name in models:
-            raise ValueError(
-                f"{entity.entity_type} scores of one day come from several {name} versions; re-materialise "
-                f"{SCORES_TABLES[entity.entity_type]} for the day"
-            )
-        detector, _ = load_model(conn, name, entity.entity_type, version=int(version), expected_feature_schema=expected)
-        models[name] = ScoringModel(detector=detector, version=int(version))
-    return models
+    if versions["detector"].duplicated().any():
+        raise ValueError(
+            f"{entity.entity_type} scores of one day come from several versions of a detector; re-materialise "
+            f"{SCORES_TABLES[entity.entity_type]} for the day"
+        )
+    return {str(name): int(version) for name, version in versions.itertuples(index=False)}
 
 
 def _daily_anomalies(
@@ -183,7 +180,7 @@ def _daily_anomalies(
                 window,
             ).df()
             facts = conn.execute(FACTS_SQL[entity_type], window).df()
-            models = _models_that_scored(conn, entity, scores)
+            models = load_scoring_models(conn, entity, _versions_that_scored(entity, scores))
             records = build_anomalies(
                 entity_type,
                 scores,
