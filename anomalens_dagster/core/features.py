@@ -83,6 +83,10 @@ ACTIVITY_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     "session_action_count",
     "session_distinct_action_types",
     "session_duration_seconds",
+    # For a purchase: ln(details.order_total / the purchased order's items total, sum of price *
+    # quantity over its order_items). 0 when the charge matches the items, +2.3 for ten times more,
+    # -2.3 for ten times less; 0 for every other action and when the order or its items are unknown.
+    "purchase_amount_to_items_log_ratio",
 )
 
 ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS
@@ -98,6 +102,7 @@ _FLOAT_ACTIVITY_COLUMNS = frozenset(
         "time_since_last_activity_ip",
         "seconds_to_nearest_activity_ip",
         "session_duration_seconds",
+        "purchase_amount_to_items_log_ratio",
     }
 )
 ACTIVITY_DTYPES: dict[str, str] = {
@@ -127,6 +132,10 @@ ORDER_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     # id, on any day); 1 without an earlier order or when that median is not positive. Only the
     # past counts, so the value never changes when later days are loaded or run.
     "amount_to_customer_median_ratio",
+    # ln(total_amount / items_total): 0 when the charge matches the items, -2.3 for ten times less,
+    # +2.3 for ten times more; 0 when either is not positive. Symmetric where the ratio is not: an
+    # order charged a tenth of its items lies as far out as one charged ten times their price.
+    "amount_to_items_log_ratio",
 )
 ORDER_FEATURE_COLUMNS: tuple[str, ...] = ORDER_REQUIRED_FEATURE_COLUMNS + ORDER_EXTRA_FEATURE_COLUMNS
 # `created_at` is no feature: it lets a writer replace the rows of a time range.
@@ -143,6 +152,7 @@ ORDER_DTYPES: dict[str, str] = {
     "items_total": "float64",
     "amount_to_items_ratio": "float64",
     "amount_to_customer_median_ratio": "float64",
+    "amount_to_items_log_ratio": "float64",
 }
 
 # --- Windows -------------------------------------------------------------------------------------
@@ -255,13 +265,17 @@ WITH context AS (
         "timestamp" >= $start::TIMESTAMP AND "timestamp" < $end::TIMESTAMP AS in_range,
         {_finite_or_zero("TRY_CAST(d[1] AS DOUBLE)")} AS details_order_total,
         {_finite_or_zero("TRY_CAST(d[2] AS DOUBLE)")} AS details_quantity,
-        coalesce(d[3], d[4], d[5], d[6]) AS target
+        coalesce(d[3], d[4], d[5], d[6]) AS target,
+        CASE WHEN action_type = 'purchase' THEN TRY_CAST(d[7] AS BIGINT) END AS purchased_order_id
     FROM (
         SELECT
             *,
             json_extract_string(
                 details,
-                ['$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url']
+                [
+                    '$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url',
+                    '$.order_id',
+                ]
             ) AS d
         FROM {_ACTIVITIES}
         WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
@@ -278,6 +292,12 @@ ips AS (
 action_codes AS (
     SELECT action_type, target, row_number() OVER () AS action_code
     FROM (SELECT DISTINCT action_type, target FROM context)
+),
+purchased_items AS (
+    SELECT order_id, sum({_finite_or_zero("price")} * coalesce(quantity, 0)) AS items_total
+    FROM {STORE_SCHEMA}.{ORDER_ITEMS}
+    WHERE order_id IN (SELECT purchased_order_id FROM context WHERE in_range)
+    GROUP BY order_id
 ),
 sessions AS (
     SELECT *
@@ -301,12 +321,18 @@ SELECT
     coalesce(s.session_action_count, 1) AS session_action_count,
     coalesce(s.session_distinct_action_types, 1) AS session_distinct_action_types,
     coalesce((s.last_t_us - s.first_t_us) / {_US}, 0.0) AS session_duration_seconds,
+    CASE
+        WHEN c.details_order_total > 0 AND p.items_total > 0
+            THEN {_finite_or_zero("ln(c.details_order_total / p.items_total)")}
+        ELSE 0.0
+    END AS purchase_amount_to_items_log_ratio,
     c.action_type
 FROM context AS c
 LEFT JOIN ips AS i ON i.ip_address = c.ip_address
 LEFT JOIN action_codes AS a
     ON a.action_type IS NOT DISTINCT FROM c.action_type AND a.target IS NOT DISTINCT FROM c.target
 LEFT JOIN sessions AS s ON s.session_id = c.session_id
+LEFT JOIN purchased_items AS p ON p.order_id = c.purchased_order_id
 ORDER BY t_us, c.id
 """
 
@@ -360,7 +386,12 @@ SELECT
         WHEN h.earlier_orders > 0 AND h.earlier_median > 0
             THEN {_finite_or_zero("o.total_amount / h.earlier_median")}
         ELSE 1.0
-    END AS amount_to_customer_median_ratio
+    END AS amount_to_customer_median_ratio,
+    CASE
+        WHEN o.total_amount > 0 AND i.items_total > 0
+            THEN {_finite_or_zero("ln(o.total_amount / i.items_total)")}
+        ELSE 0.0
+    END AS amount_to_items_log_ratio
 FROM in_range AS o
 LEFT JOIN items AS i ON i.order_id = o.id
 LEFT JOIN customer_history AS h ON h.id = o.id

@@ -25,6 +25,27 @@ from anomalens_dagster.core.features import (
 
 logger = logging.getLogger(__name__)
 
+# Feature columns the detectors see; the feature tables hold more, for analysts and explanations.
+# Left out: identifiers (customer_id), calendar fields (hour, day of week: the store's traffic has a
+# daily cycle, and an hour is no reason for alarm on its own), and columns whose rare values are
+# normal: time_since_last_activity_ip is days for an IP's first action of a visit, and
+# session_duration_seconds is 0 for every one-action session. The plain amount-to-items ratio gives
+# way to its logarithm, which puts a tenth and ten times the items' price equally far out.
+_NOT_DETECTOR_INPUTS = frozenset(
+    {
+        "customer_id",
+        "timestamp_hour",
+        "timestamp_dayofweek",
+        "time_since_last_activity_ip",
+        "session_duration_seconds",
+        "hour_of_day",
+        "day_of_week",
+        "amount_to_items_ratio",
+    }
+)
+ACTIVITY_DETECTOR_COLUMNS = tuple(c for c in ACTIVITY_FEATURE_COLUMNS if c not in _NOT_DETECTOR_INPUTS)
+ORDER_DETECTOR_COLUMNS = tuple(c for c in ORDER_FEATURE_COLUMNS if c not in _NOT_DETECTOR_INPUTS)
+
 
 @dataclass(frozen=True)
 class EntityFeatures:
@@ -43,9 +64,9 @@ class EntityFeatures:
 
 ENTITY_FEATURES: dict[str, EntityFeatures] = {
     ENTITY_ACTIVITY: EntityFeatures(
-        ENTITY_ACTIVITY, ACTIVITY_FEATURES, "timestamp", ACTIVITY_FEATURE_COLUMNS, ACTIVITY_CATEGORICAL_COLUMNS
+        ENTITY_ACTIVITY, ACTIVITY_FEATURES, "timestamp", ACTIVITY_DETECTOR_COLUMNS, ACTIVITY_CATEGORICAL_COLUMNS
     ),
-    ENTITY_ORDER: EntityFeatures(ENTITY_ORDER, ORDER_FEATURES, "created_at", ORDER_FEATURE_COLUMNS, ()),
+    ENTITY_ORDER: EntityFeatures(ENTITY_ORDER, ORDER_FEATURES, "created_at", ORDER_DETECTOR_COLUMNS, ()),
 }
 
 

@@ -44,7 +44,7 @@ def test_model_metadata_shows_version_window_rows_and_threshold(store_with_featu
     assert metadata["version"].value == 1
     assert metadata["threshold"].value == 3.0
     assert metadata["training_rows"].value > 0
-    assert metadata["params"].value["z_threshold"] == 3.0
+    assert metadata["params"].value["z_threshold"] == 5.0
     assert "training/training_anomaly_rate" in metadata
 
 

@@ -423,7 +423,7 @@ def test_the_ensemble_is_explained_by_its_strongest_component():
 def test_explain_flagged_explains_each_models_flagged_rows_indexed_by_entity_id():
     training = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "y": [10.0, 10.0, 10.0, 10.0, 11.0]})
     # x: mean 2, population std sqrt(2); y: mean 10.2, std 0.4.
-    detector = make_detector("zscore", ["x", "y"], z_threshold=2.0).fit(training)
+    detector = make_detector("zscore", ["x", "y"], z_threshold=2.0, log_skewed=False).fit(training)
     features = pd.DataFrame({"id": [101, 102, 103], "x": [2.0, 2.0, 2.0], "y": [10.2, 12.2, 10.2]})
     scores = pd.DataFrame(
         {

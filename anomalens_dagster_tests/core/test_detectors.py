@@ -324,7 +324,7 @@ def test_dbscan_without_core_samples_fails_with_advice():
 
 def test_dbscan_needs_at_least_min_samples_training_rows():
     with pytest.raises(ValueError, match="3 training rows cannot hold a core sample of min_samples=5"):
-        DBSCANDetector(["x"]).fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
+        DBSCANDetector(["x"], min_samples=5).fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
 
 
 def test_dbscan_explanation_adds_up_to_the_squared_distance(training):

@@ -539,6 +539,34 @@ def test_order_features_are_computed_from_the_order_and_its_items(conn):
     assert row["day_of_week"] == 0
     assert row["items_total"] == 45.0
     assert row["amount_to_items_ratio"] == pytest.approx(55.0 / 45.0)
+    assert row["amount_to_items_log_ratio"] == pytest.approx(np.log(55.0 / 45.0))
+
+
+def test_the_log_ratio_puts_a_tenth_and_ten_times_the_items_price_equally_far_out(conn):
+    load_orders(
+        conn,
+        orders=[(5, 10, MONDAY, 4.5), (6, 10, MONDAY, 450.0), (7, 10, MONDAY, 0.0)],
+        items=[(1, 5, 1, 45.0), (2, 6, 1, 45.0), (3, 7, 1, 45.0)],
+    )
+    log_ratio = column(compute_order_features(conn, MONDAY, TUESDAY).set_index("id"), "amount_to_items_log_ratio")
+    assert log_ratio[5] == pytest.approx(-np.log(10.0))
+    assert log_ratio[6] == pytest.approx(np.log(10.0))
+    assert log_ratio[7] == 0.0  # nothing charged: no logarithm to take
+
+
+def test_a_purchase_compares_its_charged_total_with_its_orders_items(conn):
+    load_orders(conn, orders=[(8, 1, MONDAY, 5.0)], items=[(1, 8, 2, 25.0)])
+    load_activities(
+        conn,
+        [
+            act(1, MONDAY + timedelta(minutes=1), action="purchase", details={"order_total": 5.0, "order_id": 8}),
+            act(2, MONDAY + timedelta(minutes=2), action="purchase", details={"order_total": 5.0, "order_id": 999}),
+            act(3, MONDAY + timedelta(minutes=3), action="view_page", details={"order_total": 5.0, "order_id": 8}),
+        ],
+    )
+    log_ratio = column(features_by_id(conn, MONDAY, TUESDAY), "purchase_amount_to_items_log_ratio")
+    # Order 8's items cost 2 x 25 = 50, so 5 charged is a tenth; an unknown order and a non-purchase give 0.
+    assert log_ratio == {1: pytest.approx(-np.log(10.0)), 2: 0.0, 3: 0.0}
 
 
 def test_an_order_without_items_has_zero_items_total_and_ratio(conn):

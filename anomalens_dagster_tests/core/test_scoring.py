@@ -12,8 +12,8 @@ from anomalens_dagster.core.scoring import ENSEMBLE_RATIO_CAP, ScoringModel, sco
 def zscore_models():
     training = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "y": [10.0, 10.0, 10.0, 10.0, 11.0]})
     # x: mean 2, population std sqrt(2); y: mean 10.2, std 0.4.
-    strict = make_detector("zscore", ["x", "y"], z_threshold=2.0).fit(training)
-    lenient = make_detector("zscore", ["x", "y"], z_threshold=4.0).fit(training)
+    strict = make_detector("zscore", ["x", "y"], z_threshold=2.0, log_skewed=False).fit(training)
+    lenient = make_detector("zscore", ["x", "y"], z_threshold=4.0, log_skewed=False).fit(training)
     return {"strict": ScoringModel(strict, 3), "lenient": ScoringModel(lenient, 7)}
 
 
@@ -33,7 +33,7 @@ def test_every_row_gets_one_score_per_detector_and_one_for_the_ensemble(zscore_m
     }
 
 
-def test_the_ensemble_is_the_mean_of_threshold_ratios(zscore_models):
+def test_the_ensemble_of_two_detectors_is_the_mean_of_their_threshold_ratios(zscore_models):
     # y = 11.4 is |z| = 3 for both: ratio 1.5 for the strict model (threshold 2), 0.75 for the lenient one (4).
     scores = score_rows(zscore_models, day([2.0], [11.4]), "activity_id", "timestamp").set_index("detector")
 
@@ -41,6 +41,18 @@ def test_the_ensemble_is_the_mean_of_threshold_ratios(zscore_models):
     assert bool(scores.loc["strict", "is_anomaly"]) and not bool(scores.loc["lenient", "is_anomaly"])
     assert scores.loc["ensemble", "score"] == pytest.approx((1.5 + 0.75) / 2)
     assert bool(scores.loc["ensemble", "is_anomaly"])
+
+
+def test_the_ensemble_is_the_median_ratio_so_one_detector_alone_cannot_flag_a_row(zscore_models):
+    training = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "y": [10.0, 10.0, 10.0, 10.0, 11.0]})
+    hair_trigger = make_detector("zscore", ["x", "y"], z_threshold=0.5, log_skewed=False).fit(training)
+    models = {**zscore_models, "hair_trigger": ScoringModel(hair_trigger, 1)}
+    # y = 10.6 is |z| = 1: ratios 0.5 (strict), 0.25 (lenient) and 2.0 (hair trigger).
+    scores = score_rows(models, day([2.0], [10.6]), "activity_id", "timestamp").set_index("detector")
+
+    assert bool(scores.loc["hair_trigger", "is_anomaly"])
+    assert scores.loc["ensemble", "score"] == pytest.approx(0.5)
+    assert not bool(scores.loc["ensemble", "is_anomaly"])
 
 
 def test_one_extreme_detector_is_capped_in_the_ensemble(zscore_models):

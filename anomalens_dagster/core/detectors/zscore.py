@@ -10,19 +10,24 @@ import pandas as pd
 
 from anomalens_dagster.constants import DEFAULT_Z_THRESHOLD, DETECTOR_ZSCORE
 from anomalens_dagster.core.detectors.base import NUMERIC, Detector
+from anomalens_dagster.core.detectors.preprocessing import TabularPreprocessor
 
 
 class ZScoreDetector(Detector):
     """Per-feature mean and standard deviation from training; score = max |z| over the features.
 
-    A row is anomalous when any |z| exceeds `z_threshold` (`threshold_ = z_threshold`). z uses the
-    population standard deviation (ddof=0) of the raw training values. Features that are constant in
-    training have no spread to divide by: they are skipped and listed in `skipped_features_`.
-    Categorical features are checked for presence but not scored: a 0/1 indicator is not Gaussian,
-    and a rare but normal action would always sit many "standard deviations" away.
+    A row is anomalous when any |z| exceeds `z_threshold` (`threshold_ = z_threshold`). Like the
+    model-based detectors, z is measured after the signed log1p of strongly skewed features
+    (`preprocessing.TabularPreprocessor`): on raw counts, gaps and amounts, whose tails are long,
+    3 standard deviations flagged 9 % of the simulated activities; in log space normal rows stay
+    within 5 and an order at a tenth of its items' price is still far out. z uses the population
+    standard deviation (ddof=0). Features that are constant in training have no spread to divide
+    by: they are skipped and listed in `skipped_features_`. Categorical features are checked for
+    presence but not scored: a 0/1 indicator is not Gaussian, and a rare but normal action would
+    always sit many "standard deviations" away.
 
     `explain` contributions are the signed z of each scored feature (ranked by |z|).
-    Fitted: `mean_`, `std_` (Series over the numeric features), `skipped_features_`.
+    Fitted: `preprocessor_`, `skipped_features_`.
     """
 
     name = DETECTOR_ZSCORE
@@ -32,10 +37,12 @@ class ZScoreDetector(Detector):
         numeric_features: Sequence[str],
         categorical_features: Sequence[str] = (),
         z_threshold: float = DEFAULT_Z_THRESHOLD,
+        log_skewed: bool = True,
     ) -> None:
         self.numeric_features = numeric_features
         self.categorical_features = categorical_features
         self.z_threshold = z_threshold
+        self.log_skewed = log_skewed
 
     def _check_params(self) -> None:
         if not self.z_threshold > 0:
@@ -49,11 +56,12 @@ class ZScoreDetector(Detector):
                 f"zscore detector: every numeric feature is constant in the training data ({names}); "
                 "train on a window with varying values"
             )
-        self.mean_ = pd.Series(numeric.mean(axis=0), index=names, dtype=np.float64)
-        self.std_ = pd.Series(numeric.std(axis=0), index=names, dtype=np.float64)
+        self.preprocessor_ = TabularPreprocessor(log_skewed=self.log_skewed).fit(numeric, categorical.iloc[:, :0])
         self.skipped_features_ = [name for name, skip in zip(names, constant, strict=True) if skip]
         self.threshold_ = float(self.z_threshold)
-        return self._score(numeric, categorical), {"skipped_features": list(self.skipped_features_)}
+        log_features = [name for name, logged in zip(names, self.preprocessor_.log_columns_, strict=True) if logged]
+        metrics = {"skipped_features": list(self.skipped_features_), "log_scaled_features": log_features}
+        return self._score(numeric, categorical), metrics
 
     def z_scores(self, X: pd.DataFrame) -> pd.DataFrame:
         """Signed z of every scored feature, indexed like `X` (skipped features left out)."""
@@ -70,5 +78,5 @@ class ZScoreDetector(Detector):
         return [name for name, kind in self.feature_schema_ if kind == NUMERIC and name not in self.skipped_features_]
 
     def _z(self, numeric: np.ndarray) -> np.ndarray:
-        scored = ~self.mean_.index.isin(self.skipped_features_)
-        return (numeric[:, scored] - self.mean_.to_numpy()[scored]) / self.std_.to_numpy()[scored]
+        scored = [name not in self.skipped_features_ for name in self.numeric_features]
+        return self.preprocessor_.standardised_numeric(numeric)[:, scored]
