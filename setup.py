@@ -27,6 +27,8 @@ setup(
         "pyyaml>=6.0",
         # pandas.DataFrame.to_markdown, used for table previews in asset metadata.
         "tabulate>=0.9",
+        # Charts of the HTML anomaly report; plotly.js is inlined so the file opens offline.
+        "plotly>=5.20",
     ],
     extras_require={
         "dev": [

@@ -148,6 +148,15 @@ class ModelConfig(dg.Config):
     detection: DetectionConfig = Field(default_factory=DetectionConfig, description="Detector hyperparameters.")
 
 
+class ClearAnomaliesConfig(dg.Config):
+    """Which anomaly records `clear_anomalies_job` deletes."""
+
+    day: str | None = Field(
+        default=None,
+        description="UTC day (YYYY-MM-DD) whose anomalies are deleted; leave empty to delete every anomaly record.",
+    )
+
+
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     "simulation": SimulationConfig,
     "training": TrainingConfig,

@@ -12,7 +12,13 @@ from anomalens_dagster.assets.detections import (
 )
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
-from anomalens_dagster.assets.reports import detector_evaluation
+from anomalens_dagster.assets.reports import (
+    activity_timeline,
+    anomaly_report,
+    anomaly_summary,
+    detector_evaluation,
+    store_summary,
+)
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.jobs import jobs
 from anomalens_dagster.resources import duckdb_resource
@@ -37,6 +43,10 @@ defs = dg.Definitions(
         anomalies,
         consolidated_anomalies,
         detector_evaluation,
+        store_summary,
+        activity_timeline,
+        anomaly_summary,
+        anomaly_report,
     ],
     asset_checks=[*store_checks, *feature_checks, *model_checks],
     jobs=jobs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from anomalens_dagster.assets.detections import clear_anomalies
 from anomalens_dagster.constants import STORE_GROUP
 
 simulate_job = dg.define_asset_job(
@@ -18,4 +19,16 @@ full_pipeline_job = dg.define_asset_job(
     description="Materialise every asset for the selected days: store, features, models, detections and reports.",
 )
 
-jobs = [simulate_job, full_pipeline_job]
+
+
+@dg.job(
+    description=(
+        "Delete the anomaly records of one day (config `day: YYYY-MM-DD`) or of every day, and rebuild "
+        "consolidated_anomalies; scores are kept."
+    )
+)
+def clear_anomalies_job() -> None:
+    clear_anomalies()
+
+
+jobs = [simulate_job, full_pipeline_job, clear_anomalies_job]

@@ -1,7 +1,7 @@
 """Detection assets: every order and activity scored by every trained detector and the ensemble."""
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -10,6 +10,7 @@ import pandas as pd
 
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.assets.models import model_asset_name
+from anomalens_dagster.configs import ClearAnomaliesConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     ACTIVITY_SCORES,
@@ -41,7 +42,7 @@ from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import replace_table, replace_window
+from anomalens_dagster.core.warehouse import replace_table, replace_window, transaction
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -247,25 +248,80 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
 )
 def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:
-        records = conn.execute(f"SELECT * FROM {DETECTIONS_SCHEMA}.{ANOMALIES}").df()
-        sessions = conn.execute(
-            f"""SELECT id, session_id, timestamp, action_type, CAST(details AS VARCHAR) AS details
-                FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
-                WHERE session_id IN (
-                    SELECT a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
-                    JOIN {DETECTIONS_SCHEMA}.{ANOMALIES} AS r
-                      ON r.entity_type = $activity AND r.entity_id = a.id)""",
-            {"activity": ENTITY_ACTIVITY},
-        ).df()
-        activity_sessions = conn.execute(
-            f"""SELECT a.id AS entity_id, a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
-                WHERE a.id IN (SELECT entity_id FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE entity_type = $activity)""",
-            {"activity": ENTITY_ACTIVITY},
-        ).df()
-        consolidated = with_session_context(consolidate(records), activity_sessions, session_context(sessions))
-        replace_table(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
+        consolidated = _rebuild_consolidated(conn)
         metadata = table_metadata(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
     for level in SEVERITIES:
         metadata[f"entities/{level}"] = int((consolidated["overall_severity"] == level).sum())
     context.log.info(f"{len(consolidated)} suspicious entities")
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Replace `consolidated_anomalies` with the consolidation of every stored anomaly record."""
+    records = conn.execute(f"SELECT * FROM {DETECTIONS_SCHEMA}.{ANOMALIES}").df()
+    sessions = conn.execute(
+        f"""SELECT id, session_id, timestamp, action_type, CAST(details AS VARCHAR) AS details
+            FROM {STORE_SCHEMA}.{USER_ACTIVITIES}
+            WHERE session_id IN (
+                SELECT a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
+                JOIN {DETECTIONS_SCHEMA}.{ANOMALIES} AS r
+                  ON r.entity_type = $activity AND r.entity_id = a.id)""",
+        {"activity": ENTITY_ACTIVITY},
+    ).df()
+    activity_sessions = conn.execute(
+        f"""SELECT a.id AS entity_id, a.session_id FROM {STORE_SCHEMA}.{USER_ACTIVITIES} AS a
+            WHERE a.id IN (SELECT entity_id FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE entity_type = $activity)""",
+        {"activity": ENTITY_ACTIVITY},
+    ).df()
+    consolidated = with_session_context(consolidate(records), activity_sessions, session_context(sessions))
+    replace_table(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
+    return consolidated
+
+
+@dg.op(
+    description=(
+        "Delete the anomaly records of one day, or all of them (the original DELETE /anomalies), and rebuild "
+        "consolidated_anomalies from what is left. Scores stay; re-materialise `anomalies` to bring records back."
+    ),
+    pool=DUCKDB_POOL,
+)
+def clear_anomalies(context: dg.OpExecutionContext, config: ClearAnomaliesConfig, duckdb: AnomaLensDuckDB) -> None:
+    day = _parsed_day(config.day)
+    with duckdb.get_connection() as conn:
+        if not conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $schema AND table_name = $table",
+            {"schema": DETECTIONS_SCHEMA, "table": ANOMALIES},
+        ).fetchall()[0][0]:
+            context.log.info("No anomaly records stored yet: nothing to clear")
+            return
+        window = {"start": datetime.min, "end": datetime.max} if day is None else _day_window(day)
+        with transaction(conn):
+            ((deleted,),) = conn.execute(
+                f"DELETE FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE event_timestamp >= $start AND event_timestamp < $end",
+                window,
+            ).fetchall()
+            consolidated = _rebuild_consolidated(conn)
+    context.log.info(f"Deleted {deleted} anomaly records of {day or 'every day'}; {len(consolidated)} entities remain")
+    if day is not None:
+        context.log_event(
+            dg.AssetMaterialization(ANOMALIES, partition=day.isoformat(), metadata={"deleted_records": deleted})
+        )
+    context.log_event(
+        dg.AssetMaterialization(
+            CONSOLIDATED_ANOMALIES, metadata={"dagster/row_count": len(consolidated), "deleted_records": deleted}
+        )
+    )
+
+
+def _parsed_day(day: str | None) -> date | None:
+    if not day:
+        return None
+    try:
+        return date.fromisoformat(day)
+    except ValueError:
+        raise dg.Failure(f"clear_anomalies: day {day!r} is not a date like 2026-11-20") from None
+
+
+def _day_window(day: date) -> dict[str, datetime]:
+    start = datetime.combine(day, datetime.min.time())
+    return {"start": start, "end": start + timedelta(days=1)}

@@ -1,12 +1,20 @@
-"""Report assets: how well the detectors catch the anomalies the simulator injected."""
+"""Report assets: the store at a glance, what was found, and how well the detectors catch the
+anomalies the simulator injected."""
+
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from anomalens_dagster.assets.detections import activity_scores, order_scores
+from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
 from anomalens_dagster.assets.metadata import table_metadata
+from anomalens_dagster.assets.store import simulated_store_days, store_catalog
 from anomalens_dagster.constants import (
     ACTIVITY_SCORES,
+    ACTIVITY_TIMELINE,
+    ANOMALY_REPORT,
+    ANOMALY_SUMMARY,
     DETECTIONS_SCHEMA,
     DETECTOR_EVALUATION,
     DUCKDB_POOL,
@@ -15,8 +23,13 @@ from anomalens_dagster.constants import (
     REPORTS_GROUP,
     SIMULATION_LABELS,
     STORE_SCHEMA,
+    STORE_SUMMARY,
 )
 from anomalens_dagster.core.evaluation import HEADLINE_METRICS_ALL_KINDS, evaluate_detections, headline_metrics
+from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
+from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
+from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies
+from anomalens_dagster.core.summaries import store_summary as summarise_store
 from anomalens_dagster.core.warehouse import replace_table
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -62,3 +75,94 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
 
 def _summary(evaluation: pd.DataFrame) -> pd.DataFrame:
     return evaluation[["entity_type", "detector", "anomaly_kind", *HEADLINE_METRICS_ALL_KINDS]]
+
+
+STORE_ASSET_KEYS = [*store_catalog.keys, *simulated_store_days.keys]
+
+
+@dg.asset(
+    name=STORE_SUMMARY,
+    group_name=REPORTS_GROUP,
+    description="Rows per store table, simulated and landed, and the time range they cover: the original dashboard.",
+    deps=STORE_ASSET_KEYS,
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def store_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        summary = summarise_store(conn)
+        replace_table(conn, DETECTIONS_SCHEMA, STORE_SUMMARY, summary)
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, STORE_SUMMARY, summary)
+    metadata["preview"] = dg.MetadataValue.md(summary.to_markdown(index=False))
+    metadata.update({f"rows/{row.table_name}": int(row.rows) for row in summary.itertuples()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name=ACTIVITY_TIMELINE,
+    group_name=REPORTS_GROUP,
+    description="Actions per UTC hour and action type, with how many of them the ensemble flagged.",
+    deps=[*simulated_store_days.keys, activity_scores.key],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def activity_timeline(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        timeline = summarise_activity_timeline(conn)
+        replace_table(conn, DETECTIONS_SCHEMA, ACTIVITY_TIMELINE, timeline)
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ACTIVITY_TIMELINE, timeline)
+    per_day = timeline.groupby(timeline["hour"].dt.date)[["actions", "flagged"]].sum().rename_axis("day")
+    metadata["preview"] = dg.MetadataValue.md(per_day.to_markdown() if len(per_day) else "_no activities_")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name=ANOMALY_SUMMARY,
+    group_name=REPORTS_GROUP,
+    description="Anomaly records per day, entity type, detector and severity.",
+    deps=[anomalies.key],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        summary = summarise_anomalies(conn)
+        replace_table(conn, DETECTIONS_SCHEMA, ANOMALY_SUMMARY, summary)
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALY_SUMMARY, summary)
+    by_detector = summary.pivot_table(
+        index=["entity_type", "detector_name"], columns="severity", values="anomalies", aggfunc="sum", fill_value=0
+    )
+    metadata["preview"] = dg.MetadataValue.md(by_detector.to_markdown() if len(by_detector) else "_no anomalies_")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name=ANOMALY_REPORT,
+    group_name=REPORTS_GROUP,
+    description=(
+        "A self-contained HTML report next to the DuckDB file (reports/anomaly_report.html): timeline with "
+        "anomalies marked, score distributions with thresholds, detector agreement, evaluation, top anomalies."
+    ),
+    deps=[activity_scores.key, order_scores.key, consolidated_anomalies.key, detector_evaluation.key],
+    kinds={"duckdb", "html"},
+    pool=DUCKDB_POOL,
+)
+def anomaly_report(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        inputs = load_report_inputs(conn)
+    path = write_report(
+        render_anomaly_report(inputs, "AnomaLens anomaly report", datetime.now(UTC)), report_path(duckdb.database)
+    )
+    context.log.info(f"Wrote the anomaly report to {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "open": dg.MetadataValue.url(path.resolve().as_uri()),
+            "size_bytes": dg.MetadataValue.int(path.stat().st_size),
+        }
+    )
+
+
+def report_path(database: str) -> Path:
+    """Where the HTML report of this DuckDB file is written: `reports/anomaly_report.html` beside it."""
+    return Path(database).parent / "reports" / f"{ANOMALY_REPORT}.html"

@@ -1,0 +1,91 @@
+"""Report assets and the clear-anomalies job, through Dagster, after real training and scoring."""
+
+import dagster as dg
+import duckdb
+import pytest
+
+from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
+from anomalens_dagster.assets.reports import (
+    activity_timeline,
+    anomaly_report,
+    anomaly_summary,
+    detector_evaluation,
+    report_path,
+    store_summary,
+)
+from anomalens_dagster.jobs import clear_anomalies_job
+from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
+
+
+@pytest.fixture
+def detected_store(trained_store):
+    dg.materialize([activity_scores, order_scores, anomalies], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    dg.materialize([consolidated_anomalies, detector_evaluation], resources={"duckdb": trained_store})
+    return trained_store
+
+
+def query(db_path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.slow
+def test_reports_add_up_to_the_stored_tables_and_the_html_report_is_self_contained(detected_store, db_path):
+    result = dg.materialize(
+        [store_summary, activity_timeline, anomaly_summary, anomaly_report], resources={"duckdb": detected_store}
+    )
+
+    summary = dict(query(db_path, "SELECT table_name, rows FROM detections.store_summary"))
+    for table in ("categories", "products", "customers", "orders", "order_items", "user_activities"):
+        assert summary[table] == query(db_path, f"SELECT count(*) FROM store.{table}")[0][0] > 0
+    assert query(db_path, "SELECT sum(landed_rows) FROM detections.store_summary")[0][0] == 0
+
+    (actions, flagged), = query(db_path, "SELECT sum(actions), sum(flagged) FROM detections.activity_timeline")
+    assert actions == summary["user_activities"]
+    assert flagged == query(
+        db_path, "SELECT count(*) FROM detections.activity_scores WHERE detector = 'ensemble' AND is_anomaly"
+    )[0][0]
+    assert query(db_path, "SELECT sum(anomalies) FROM detections.anomaly_summary")[0][0] == query(
+        db_path, "SELECT count(*) FROM detections.anomalies"
+    )[0][0]
+
+    html = report_path(detected_store.database).read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Detector agreement" in html
+    assert 'src="http' not in html and "<script src=" not in html
+    report_event = result.asset_materializations_for_node("anomaly_report")[0]
+    assert report_event.metadata["path"].value == str(report_path(detected_store.database))
+
+
+@pytest.mark.slow
+def test_clearing_a_day_deletes_only_its_anomalies_and_clearing_all_empties_both_tables(detected_store, db_path):
+    def per_day() -> dict:
+        return dict(query(db_path, "SELECT event_timestamp::DATE::VARCHAR, count(*) FROM detections.anomalies GROUP BY 1"))
+
+    before = per_day()
+    assert set(before) == set(DAYS)
+
+    result = clear_anomalies_job.execute_in_process(
+        resources={"duckdb": detected_store}, run_config={"ops": {"clear_anomalies": {"config": {"day": DAYS[0]}}}}
+    )
+
+    assert per_day() == {DAYS[1]: before[DAYS[1]]}
+    consolidated_days = {
+        day for (day,) in query(db_path, "SELECT DISTINCT event_timestamp::DATE::VARCHAR FROM detections.consolidated_anomalies")
+    }
+    assert consolidated_days == {DAYS[1]}
+    cleared = [event for event in result.get_asset_materialization_events() if event.asset_key.path == ["anomalies"]]
+    assert cleared[0].partition == DAYS[0]
+    assert cleared[0].materialization.metadata["deleted_records"].value == before[DAYS[0]]
+
+    clear_anomalies_job.execute_in_process(resources={"duckdb": detected_store})
+
+    assert per_day() == {}
+    assert query(db_path, "SELECT count(*) FROM detections.consolidated_anomalies")[0][0] == 0
+
+
+def test_clearing_a_malformed_day_fails_with_the_expected_format(duckdb_resource):
+    with pytest.raises(dg.Failure, match="not a date like 2026-11-20"):
+        clear_anomalies_job.execute_in_process(
+            resources={"duckdb": duckdb_resource},
+            run_config={"ops": {"clear_anomalies": {"config": {"day": "yesterday"}}}},
+        )
