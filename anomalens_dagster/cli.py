@@ -15,11 +15,16 @@ import yaml
 
 from anomalens_dagster.configs import SettingsFileError, validate_settings
 from anomalens_dagster.constants import (
+    CONSOLIDATED_ANOMALIES,
     DEFAULT_DUCKDB_PATH,
+    DEFAULT_LANDING_DIR,
     DETECTIONS_SCHEMA,
+    DETECTOR_ENSEMBLE,
     DETECTOR_EVALUATION,
     DUCKDB_PATH_ENV_VAR,
     EVALUATION_ALL_KINDS,
+    LANDING_DIR_ENV_VAR,
+    STORE_SUMMARY,
 )
 from anomalens_dagster.instance import ensure_dagster_home
 from anomalens_dagster.resources import check_database_name
@@ -82,6 +87,39 @@ def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
         return [(table, int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])) for (table,) in tables]
 
 
+TOP_ANOMALIES = 10
+
+
+def store_summary_rows(db_path: Path) -> pd.DataFrame | None:
+    """The store_summary report table, or None before it was built."""
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        try:
+            return conn.execute(
+                f"SELECT table_name, rows, simulated_rows, landed_rows FROM {DETECTIONS_SCHEMA}.{STORE_SUMMARY}"
+            ).df()
+        except duckdb.CatalogException:
+            return None
+
+
+def top_anomalies(db_path: Path, limit: int = TOP_ANOMALIES) -> pd.DataFrame | None:
+    """The suspicious entities with the highest ensemble score, with the ensemble's reason."""
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        try:
+            return conn.execute(
+                f"""SELECT c.entity_type, c.entity_id, c.overall_severity AS severity,
+                           round(c.ensemble_score, 2) AS ensemble, c.detectors,
+                           coalesce(a.description, '') AS reason
+                    FROM {DETECTIONS_SCHEMA}.{CONSOLIDATED_ANOMALIES} AS c
+                    LEFT JOIN {DETECTIONS_SCHEMA}.anomalies AS a
+                      ON a.entity_type = c.entity_type AND a.entity_id = c.entity_id AND a.detector_name = $ensemble
+                    ORDER BY c.ensemble_score DESC NULLS LAST, c.entity_type, c.entity_id
+                    LIMIT $limit""",
+                {"ensemble": DETECTOR_ENSEMBLE, "limit": limit},
+            ).df()
+        except duckdb.CatalogException:
+            return None
+
+
 def detection_quality(db_path: Path) -> pd.DataFrame | None:
     """The evaluation's headline rows (every anomaly kind pooled), or None before any evaluation."""
     with duckdb.connect(str(db_path), read_only=True) as conn:
@@ -127,6 +165,7 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
 
     import dagster as dg
 
+    from anomalens_dagster.assets.reports import report_path
     from anomalens_dagster.definitions import defs
     from anomalens_dagster.jobs import full_pipeline_job
 
@@ -146,10 +185,88 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
     click.echo(f"\nRun {result.run_id} succeeded.\n\nRows per table:")
     for table, count in table_row_counts(db_path):
         click.echo(f"  {table:<32} {count:>12,}")
+    summary = store_summary_rows(db_path)
+    if summary is not None:
+        click.echo("\nStore summary:")
+        click.echo(summary.to_string(index=False))
+    top = top_anomalies(db_path)
+    if top is not None:
+        click.echo(f"\nTop {len(top)} anomalies (highest ensemble score):")
+        with pd.option_context("display.max_colwidth", 110, "display.width", 250):
+            click.echo(top.to_string(index=False))
     evaluation = detection_quality(db_path)
     if evaluation is not None:
         click.echo("\nAnomalies found and detection quality against the simulator's labels (all kinds):")
         click.echo(evaluation.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    click.echo(f"\nDuckDB file:   {db_path}")
+    report = report_path(str(db_path))
+    if report.exists():
+        click.echo(f"HTML report:   {report}")
+
+
+def resolve_landing_dir(landing: str | None) -> Path:
+    """`--landing`, else `ANOMALENS_LANDING_DIR`, else `data/landing`, made absolute and exported."""
+    path = Path(landing or os.environ.get(LANDING_DIR_ENV_VAR) or DEFAULT_LANDING_DIR).resolve()
+    os.environ[LANDING_DIR_ENV_VAR] = str(path)
+    return path
+
+
+@main.command()
+@click.option(
+    "--landing", default=None, help=f"Landing folder (default: ${LANDING_DIR_ENV_VAR}, else {DEFAULT_LANDING_DIR})."
+)
+@click.option("--db", default=None, help=f"DuckDB file (default: ${DUCKDB_PATH_ENV_VAR}, else {DEFAULT_DUCKDB_PATH}).")
+def ingest(landing: str | None, db: str | None) -> None:
+    """Run ingest_job once on every file in the landing zone and print what happened to each."""
+    landing_dir = resolve_landing_dir(landing)
+    db_path = resolve_db_path(db)
+    try:
+        check_database_name(str(db_path))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from error
+    if not landing_dir.is_dir():
+        raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
+    ensure_dagster_home()
+
+    import dagster as dg
+
+    from anomalens_dagster.assets.landing import FILES_METADATA
+    from anomalens_dagster.definitions import defs
+    from anomalens_dagster.jobs import ingest_job
+
+    click.echo(f"AnomaLens: ingesting {landing_dir} into {db_path}")
+    result = defs.resolve_job_def(ingest_job.name).execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        raise click.ClickException(f"ingest run {result.run_id} failed in step(s) {', '.join(failed)}")
+    files = pd.DataFrame(result.asset_materializations_for_node("ingested_files")[0].metadata[FILES_METADATA].value)
+    if files.empty:
+        click.echo("No files in the landing zone.")
+        return
+    with pd.option_context("display.max_colwidth", 80, "display.width", 250):
+        click.echo(
+            files[["file", "rows_in", "rows_loaded", "rows_rejected", "status", "reason"]].to_string(index=False)
+        )
+
+
+@main.command(name="export-sample")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--days", default=1, show_default=True, help="Days of sample traffic, ending yesterday (UTC).")
+def export_sample(directory: str, days: int) -> None:
+    """Write a small valid delivery of landing files (orders, items, activities) into DIRECTORY."""
+    from anomalens_dagster.core.landing import write_landing_sample
+
+    first, last = day_range(days, None)
+    paths = write_landing_sample(Path(directory), [first + dt.timedelta(days=n) for n in range(days)])
+    for path in paths:
+        click.echo(str(path))
+    click.echo(
+        f"Copy these into the landing zone ({DEFAULT_LANDING_DIR} by default) or run `anomalens ingest --landing {directory}`."
+    )
 
 
 @main.command()

@@ -148,6 +148,15 @@ class ModelConfig(dg.Config):
     detection: DetectionConfig = Field(default_factory=DetectionConfig, description="Detector hyperparameters.")
 
 
+class IngestConfig(dg.Config):
+    """Which landing-zone files the ingest reads."""
+
+    files: list[str] = Field(
+        default_factory=list,
+        description="File names inside the landing folder; empty ingests every file there (loaded content is skipped).",
+    )
+
+
 class ClearAnomaliesConfig(dg.Config):
     """Which anomaly records `clear_anomalies_job` deletes."""
 

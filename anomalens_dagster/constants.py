@@ -7,6 +7,10 @@ DEFAULT_DUCKDB_PATH = "data/anomalens.duckdb"
 DUCKDB_PATH_ENV_VAR = "ANOMALENS_DUCKDB_PATH"
 DUCKDB_POOL = "duckdb"  # concurrency pool shared by every asset that touches the DuckDB file
 
+# Landing zone: where store files arrive (see core/landing.py for the format).
+DEFAULT_LANDING_DIR = "data/landing"
+LANDING_DIR_ENV_VAR = "ANOMALENS_LANDING_DIR"
+
 STORE_SCHEMA = "store"
 FEATURES_SCHEMA = "features"
 ML_SCHEMA = "ml"
@@ -28,6 +32,13 @@ FEATURES_GROUP = "features"
 MODELS_GROUP = "models"
 DETECTIONS_GROUP = "detections"
 REPORTS_GROUP = "reports"
+OPS_GROUP = "ops"
+
+# --- Automation ----------------------------------------------------------------------------------
+# Days a new model version re-scores, ending yesterday (the rescore_after_new_model_sensor).
+DEFAULT_RESCORE_DAYS = 7
+# "0" turns the daily simulation schedule off by default (a store fed by the landing zone only).
+DEMO_MODE_ENV_VAR = "ANOMALENS_DEMO_MODE"
 
 # --- Partitions ----------------------------------------------------------------------------------
 PARTITIONS_START_DATE = "2026-01-01"

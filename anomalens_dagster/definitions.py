@@ -11,6 +11,7 @@ from anomalens_dagster.assets.detections import (
     order_scores,
 )
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster.assets.landing import ingested_files, landing_checks
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.reports import (
     activity_timeline,
@@ -21,7 +22,9 @@ from anomalens_dagster.assets.reports import (
 )
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.jobs import jobs
-from anomalens_dagster.resources import duckdb_resource
+from anomalens_dagster.resources import duckdb_resource, landing_zone_resource
+from anomalens_dagster.schedules import schedules
+from anomalens_dagster.sensors import sensors
 
 # Which ops take each section of a settings file (`anomalens run --settings`), and under which key
 # of their config (None: the section is the op's whole config).
@@ -35,6 +38,7 @@ defs = dg.Definitions(
     assets=[
         store_catalog,
         simulated_store_days,
+        ingested_files,
         activity_features,
         order_features,
         *model_assets,
@@ -48,7 +52,9 @@ defs = dg.Definitions(
         anomaly_summary,
         anomaly_report,
     ],
-    asset_checks=[*store_checks, *feature_checks, *model_checks],
+    asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks],
     jobs=jobs,
-    resources={"duckdb": duckdb_resource()},
+    schedules=schedules,
+    sensors=sensors,
+    resources={"duckdb": duckdb_resource(), "landing": landing_zone_resource()},
 )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from anomalens_dagster.assets.detections import clear_anomalies
-from anomalens_dagster.constants import STORE_GROUP
+from anomalens_dagster.constants import (
+    DETECTIONS_GROUP,
+    FEATURES_GROUP,
+    MODELS_GROUP,
+    OPS_GROUP,
+    REPORTS_GROUP,
+    STORE_GROUP,
+)
 
 simulate_job = dg.define_asset_job(
     name="simulate_job",
@@ -13,12 +20,32 @@ simulate_job = dg.define_asset_job(
     description="Simulate the store: catalog and customers, then the orders, items, activities and labels of each day.",
 )
 
-full_pipeline_job = dg.define_asset_job(
-    name="full_pipeline_job",
-    selection=dg.AssetSelection.all(),
-    description="Materialise every asset for the selected days: store, features, models, detections and reports.",
+ingest_job = dg.define_asset_job(
+    name="ingest_job",
+    selection=dg.AssetSelection.groups(OPS_GROUP),
+    description="Load landing-zone files into the store (all files, or config `files`), rejecting bad rows with a reason.",
 )
 
+train_job = dg.define_asset_job(
+    name="train_job",
+    selection=dg.AssetSelection.groups(MODELS_GROUP),
+    description="Train the eight detectors on the latest training window and register new model versions.",
+)
+
+detect_job = dg.define_asset_job(
+    name="detect_job",
+    selection=dg.AssetSelection.groups(FEATURES_GROUP, DETECTIONS_GROUP, REPORTS_GROUP),
+    description=(
+        "For the selected days: features, scores with the current models, anomaly records; then the consolidated "
+        "anomalies, the evaluation and the reports."
+    ),
+)
+
+full_pipeline_job = dg.define_asset_job(
+    name="full_pipeline_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(OPS_GROUP),
+    description="Materialise every asset for the selected days: store, features, models, detections and reports.",
+)
 
 
 @dg.job(
@@ -31,4 +58,4 @@ def clear_anomalies_job() -> None:
     clear_anomalies()
 
 
-jobs = [simulate_job, full_pipeline_job, clear_anomalies_job]
+jobs = [simulate_job, ingest_job, train_job, detect_job, full_pipeline_job, clear_anomalies_job]

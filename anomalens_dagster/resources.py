@@ -1,4 +1,4 @@
-"""Resources: the DuckDB file every asset reads and writes."""
+"""Resources: the DuckDB file every asset reads and writes, and the landing zone files arrive in."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from anomalens_dagster.constants import ALL_SCHEMAS, DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV_VAR
+from anomalens_dagster.constants import (
+    ALL_SCHEMAS,
+    DEFAULT_DUCKDB_PATH,
+    DEFAULT_LANDING_DIR,
+    DUCKDB_PATH_ENV_VAR,
+    LANDING_DIR_ENV_VAR,
+)
 
 
 class AnomaLensDuckDB(DuckDBResource):
@@ -57,3 +64,19 @@ def duckdb_resource() -> AnomaLensDuckDB:
     """
     database = dg.EnvVar(DUCKDB_PATH_ENV_VAR) if os.environ.get(DUCKDB_PATH_ENV_VAR) else DEFAULT_DUCKDB_PATH
     return AnomaLensDuckDB(database=database)
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The folder where store files (orders, order items, user activities) arrive to be ingested."""
+
+    directory: str = Field(description="Landing folder; unreadable files move to its `quarantine/` subfolder.")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+
+def landing_zone_resource() -> LandingZone:
+    """The landing zone as the code location configures it: `ANOMALENS_LANDING_DIR`, else `data/landing`."""
+    directory = dg.EnvVar(LANDING_DIR_ENV_VAR) if os.environ.get(LANDING_DIR_ENV_VAR) else DEFAULT_LANDING_DIR
+    return LandingZone(directory=directory)

@@ -36,10 +36,9 @@ Severity (``SEVERITY_RATIO_CUTS`` in constants)
                                              bursts 1.24-1.60.
     autoencoder               1.5     4.0    Mean *squared* reconstruction error: the dbscan cuts on a
                                              distance scale, squared (1.25^2 ~ 1.5, 2^2 = 4).
-    ensemble                  1.25    1.5    Mean of the capped ratios, so 1.5 is e.g. two detectors at
-                                             twice their thresholds and two at theirs. Normal rows
-                                             1.02-1.26 (90 % below 1.21), failed-login runs median 1.37,
-                                             high order totals median 1.55.
+    ensemble                  1.25    1.5    Median of the capped ratios, so 1.5 is e.g. the middle two
+                                             detectors at 1.5 times their thresholds. Injected
+                                             failed-login runs and abnormal purchases reach 2-4.
     ========================  ======  =====  ==========================================================
 
 Description rules (the first that applies wins; ``details.rule`` names it)
@@ -56,7 +55,10 @@ Description rules (the first that applies wins; ``details.rule`` names it)
        '12 add_to_cart actions for product #17 (Blue Mug) from 203.0.113.7 within a minute of this
        one; nearest other action 0.4 s away' (target from details: product, search query -- '14
        searches for "kettle"' -- or url; "identical" actions without one).
-    3. ``unusual_activity`` -- "view_page at 03:00 from 198.51.100.4 unlike the training data
+    3. ``purchase_total_mismatch`` -- a purchase whose ``purchase_amount_to_items_log_ratio`` lies
+       beyond ln(``ORDER_TOTAL_HIGH_RATIO``) either way: "purchase of 0.25 for items costing 84.50
+       (0.003x their price) from 198.51.100.4 at 20:00".
+    4. ``unusual_activity`` -- "view_page at 03:00 from 198.51.100.4 unlike the training data
        (session of 1 action); strongest signal: session_action_count = 1"; a purchase names its
        amount ("purchase of 2,065.24 at ..."). Durations read as "2.3 s", "13 min", "22.4 h".
 
@@ -206,6 +208,7 @@ CUSTOMER_MEDIAN_RATIO = 3.0
 
 RULE_FAILED_LOGIN_RUN = "failed_login_run"
 RULE_IDENTICAL_ACTIONS = "identical_actions"
+RULE_PURCHASE_TOTAL_MISMATCH = "purchase_total_mismatch"
 RULE_UNUSUAL_ACTIVITY = "unusual_activity"
 RULE_ORDER_WITHOUT_ITEMS = "order_without_items"
 RULE_TOTAL_ABOVE_ITEMS = "total_above_items"
@@ -681,7 +684,14 @@ def _ensemble_components(
 def _activity_rules(facts: pd.DataFrame) -> np.ndarray:
     failed = facts["failed_logins_within_15min_ip"].to_numpy(np.float64) >= FAILED_LOGIN_RUN_MIN_ATTEMPTS
     burst = facts["identical_actions_within_60s_ip"].to_numpy(np.float64) >= BURST_MIN_IDENTICAL_ACTIONS
-    return np.select([failed, burst], [RULE_FAILED_LOGIN_RUN, RULE_IDENTICAL_ACTIONS], RULE_UNUSUAL_ACTIVITY)
+    mismatch = np.abs(facts["purchase_amount_to_items_log_ratio"].to_numpy(np.float64)) >= np.log(
+        ORDER_TOTAL_HIGH_RATIO
+    )
+    return np.select(
+        [failed, burst, mismatch],
+        [RULE_FAILED_LOGIN_RUN, RULE_IDENTICAL_ACTIONS, RULE_PURCHASE_TOTAL_MISMATCH],
+        RULE_UNUSUAL_ACTIVITY,
+    )
 
 
 def _activity_sentence(
@@ -721,6 +731,16 @@ def _activity_sentence(
             what = f"identical {action} actions"
         return (
             f"{count} {what} from {source} within a minute of this one; nearest other action {_duration(nearest)} away",
+            used,
+        )
+    if rule == RULE_PURCHASE_TOTAL_MISMATCH:
+        log_ratio = float(fact["purchase_amount_to_items_log_ratio"])
+        charged = float(details.get("order_total") or 0.0)
+        items_cost = charged / np.exp(log_ratio)
+        used |= {"order_total": charged, "items_total": items_cost, "purchase_amount_to_items_log_ratio": log_ratio}
+        return (
+            f"purchase of {_money(charged)} for items costing {_money(items_cost)} "
+            f"({np.exp(log_ratio):.3g}x their price) from {source} at {at:%H:%M}",
             used,
         )
     actions = int(fact["session_action_count"])

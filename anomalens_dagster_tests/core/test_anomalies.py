@@ -70,6 +70,7 @@ def activity(entity_id: int, **facts) -> dict:
         "seconds_to_nearest_activity_ip": 40.0,
         "session_action_count": 5,
         "session_duration_seconds": 300.0,
+        "purchase_amount_to_items_log_ratio": 0.0,
     } | facts
 
 
@@ -254,6 +255,21 @@ def test_the_fallback_shows_durations_in_words_and_names_a_purchase_amount():
         "purchase of 2,065.24 at 03:00 from 192.0.2.10 unlike the training data (session of 5 actions over 5 min); "
         "strongest signal: session_duration_seconds = 5 min"
     )
+
+
+def test_a_purchase_charged_far_below_its_items_names_both_amounts():
+    facts = activity(
+        1,
+        action_type="purchase",
+        details='{"order_total": 2.5, "order_id": 9}',
+        purchase_amount_to_items_log_ratio=float(np.log(2.5 / 250.0)),
+    )
+    records = build_activity(activity_scores({1: {"zscore": 5.0}}), [facts], {"zscore": explanation({1: []})})
+
+    assert records["description"].item() == (
+        "purchase of 2.50 for items costing 250.00 (0.01x their price) from 192.0.2.10 at 03:00"
+    )
+    assert details_of(records, "zscore")["rule"] == "purchase_total_mismatch"
 
 
 def test_a_high_order_total_is_compared_with_what_its_items_cost():
