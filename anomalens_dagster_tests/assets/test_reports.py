@@ -29,6 +29,10 @@ def query(db_path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def scalar(db_path, sql: str):
+    return query(db_path, sql)[0][0]
+
+
 @pytest.mark.slow
 def test_reports_add_up_to_the_stored_tables_and_the_html_report_is_self_contained(detected_store, db_path):
     result = dg.materialize(
@@ -40,14 +44,13 @@ def test_reports_add_up_to_the_stored_tables_and_the_html_report_is_self_contain
         assert summary[table] == query(db_path, f"SELECT count(*) FROM store.{table}")[0][0] > 0
     assert query(db_path, "SELECT sum(landed_rows) FROM detections.store_summary")[0][0] == 0
 
-    (actions, flagged), = query(db_path, "SELECT sum(actions), sum(flagged) FROM detections.activity_timeline")
+    ((actions, flagged),) = query(db_path, "SELECT sum(actions), sum(flagged) FROM detections.activity_timeline")
     assert actions == summary["user_activities"]
-    assert flagged == query(
-        db_path, "SELECT count(*) FROM detections.activity_scores WHERE detector = 'ensemble' AND is_anomaly"
-    )[0][0]
-    assert query(db_path, "SELECT sum(anomalies) FROM detections.anomaly_summary")[0][0] == query(
+    ensemble_flags = "SELECT count(*) FROM detections.activity_scores WHERE detector = 'ensemble' AND is_anomaly"
+    assert flagged == scalar(db_path, ensemble_flags)
+    assert scalar(db_path, "SELECT sum(anomalies) FROM detections.anomaly_summary") == scalar(
         db_path, "SELECT count(*) FROM detections.anomalies"
-    )[0][0]
+    )
 
     html = report_path(detected_store.database).read_text()
     assert html.startswith("<!DOCTYPE html>") and "Detector agreement" in html
@@ -59,7 +62,9 @@ def test_reports_add_up_to_the_stored_tables_and_the_html_report_is_self_contain
 @pytest.mark.slow
 def test_clearing_a_day_deletes_only_its_anomalies_and_clearing_all_empties_both_tables(detected_store, db_path):
     def per_day() -> dict:
-        return dict(query(db_path, "SELECT event_timestamp::DATE::VARCHAR, count(*) FROM detections.anomalies GROUP BY 1"))
+        return dict(
+            query(db_path, "SELECT event_timestamp::DATE::VARCHAR, count(*) FROM detections.anomalies GROUP BY 1")
+        )
 
     before = per_day()
     assert set(before) == set(DAYS)
@@ -70,7 +75,10 @@ def test_clearing_a_day_deletes_only_its_anomalies_and_clearing_all_empties_both
 
     assert per_day() == {DAYS[1]: before[DAYS[1]]}
     consolidated_days = {
-        day for (day,) in query(db_path, "SELECT DISTINCT event_timestamp::DATE::VARCHAR FROM detections.consolidated_anomalies")
+        day
+        for (day,) in query(
+            db_path, "SELECT DISTINCT event_timestamp::DATE::VARCHAR FROM detections.consolidated_anomalies"
+        )
     }
     assert consolidated_days == {DAYS[1]}
     cleared = [event for event in result.get_asset_materialization_events() if event.asset_key.path == ["anomalies"]]

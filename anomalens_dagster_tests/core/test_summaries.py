@@ -31,7 +31,13 @@ def test_the_store_summary_splits_simulated_and_landed_rows_and_dates_them(conn)
     assert summary.loc["orders", "last_at"] == datetime(2026, 3, 2, 12)
     assert summary.loc["products", ["rows", "landed_rows"]].tolist() == [0, 0]
     assert list(summary.index) == [
-        "categories", "products", "customers", "orders", "order_items", "user_activities", "simulation_labels",
+        "categories",
+        "products",
+        "customers",
+        "orders",
+        "order_items",
+        "user_activities",
+        "simulation_labels",
     ]
 
 

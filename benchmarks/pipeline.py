@@ -1,0 +1,100 @@
+"""Benchmark: the whole pipeline (full_pipeline_job) on the 30-day, ≈1M-activity / 100k-order store.
+
+Usage: .venv/bin/python -m benchmarks.pipeline [--days 30] [--workdir DIR]
+Runs the job in this process (in-process executor, a temporary Dagster instance and DuckDB file),
+exactly as `anomalens run --days 30` does with the benchmark store's size, and prints per asset
+step the seconds between STEP_START and STEP_SUCCESS, the rows it wrote and rows/s, then the wall
+time of the run and this process's peak RSS (the whole pipeline runs in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import peak_rss_mb, print_table, stopwatch
+from benchmarks.simulate import BENCHMARK_SETTINGS, FIRST_DAY
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--workdir", default=None, help="Keep the DuckDB file and instance here (default: temp).")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.environ["ANOMALENS_DUCKDB_PATH"] = str(workdir / "anomalens.duckdb")
+        os.environ["DAGSTER_HOME"] = str(workdir / "dagster_home")
+        run(args.days)
+
+
+def run(days: int) -> None:
+    import dagster as dg
+
+    from anomalens_dagster.cli import run_config_for
+    from anomalens_dagster.definitions import defs
+    from anomalens_dagster.instance import ensure_dagster_home
+    from anomalens_dagster.jobs import full_pipeline_job
+
+    ensure_dagster_home()
+    simulation = {
+        name: getattr(BENCHMARK_SETTINGS, name)
+        for name in (
+            "seed",
+            "num_categories",
+            "num_products",
+            "num_customers",
+            "orders_per_day",
+            "activities_per_day",
+            "order_anomaly_rate",
+            "burst_rate",
+            "failed_login_rate",
+        )
+    }
+    last = FIRST_DAY + dt.timedelta(days=days - 1)
+    run_config = run_config_for({"simulation": simulation})
+    run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+    instance = dg.DagsterInstance.get()
+    with stopwatch() as wall:
+        result = defs.resolve_job_def(full_pipeline_job.name).execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            tags={RANGE_START_TAG: FIRST_DAY.isoformat(), RANGE_END_TAG: last.isoformat()},
+        )
+    rows = []
+    for step, seconds, written in step_timings(result, instance):
+        rows.append((step, seconds, written, written / seconds if written and seconds else ""))
+    print(
+        f"\nWhole pipeline, {days} days from {FIRST_DAY} ({BENCHMARK_SETTINGS.activities_per_day:,} activities and "
+        f"{BENCHMARK_SETTINGS.orders_per_day:,} orders a day), one range run, in-process executor:\n"
+    )
+    print_table(["step", "seconds", "rows written", "rows/s"], rows)
+    print(
+        f"\nTotal wall time {wall[0]:,.1f} s; sum of steps {sum(r[1] for r in rows):,.1f} s; "
+        f"peak RSS {peak_rss_mb():,.0f} MiB"
+    )
+
+
+def step_timings(result, instance) -> list[tuple[str, float, int]]:
+    """(step, seconds from start to end, rows written) per step, in execution order."""
+    written: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        row_count = event.materialization.metadata.get("dagster/row_count")
+        written[event.step_key] = written.get(event.step_key, 0) + (int(row_count.value) if row_count else 0)
+    stats = sorted(instance.get_run_step_stats(result.run_id), key=lambda stat: stat.start_time or 0)
+    return [
+        (stat.step_key, (stat.end_time or 0) - (stat.start_time or 0), written.get(stat.step_key, 0)) for stat in stats
+    ]
+
+
+if __name__ == "__main__":
+    main()
