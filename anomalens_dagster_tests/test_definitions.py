@@ -11,11 +11,37 @@ from anomalens_dagster.definitions import OPS_BY_SETTINGS_SECTION, defs
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_every_job_resolves():
-    job_names = [job.name for job in defs.jobs]
-    assert "full_pipeline_job" in job_names
+def test_every_job_resolves_and_the_issue_jobs_exist():
+    job_names = {job.name for job in defs.jobs}
+    assert {
+        "simulate_job",
+        "ingest_job",
+        "train_job",
+        "detect_job",
+        "clear_anomalies_job",
+        "full_pipeline_job",
+    } <= job_names
     for name in job_names:
         assert defs.resolve_job_def(name) is not None
+
+
+def test_every_schedule_and_sensor_resolves_and_targets_a_defined_job():
+    repository = defs.get_repository_def()
+    job_names = {job.name for job in repository.get_all_jobs()}
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+    sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
+
+    assert set(schedules) == {"daily_simulation_schedule", "daily_detection_schedule", "weekly_training_schedule"}
+    assert set(sensors) == {
+        "landing_zone_sensor",
+        "refresh_after_ingest_sensor",
+        "rescore_after_new_model_sensor",
+        "run_failure_log_sensor",
+    }
+    for schedule in schedules.values():
+        assert schedule.job_name in job_names
+    for sensor in sensors.values():
+        assert all(target.job_name in job_names for target in sensor.targets)
 
 
 def test_every_asset_check_targets_a_defined_asset():

@@ -88,6 +88,7 @@ def ingest_summary(results: list[FileIngest]) -> pd.DataFrame:
     asset=ingested_files,
     description="Nothing is lost: per ingested file, rows_in = rows_loaded + rows_rejected, one rejection row each.",
     blocking=True,
+    pool=DUCKDB_POOL,
 )
 def check_ingest_conserves_rows(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
     with duckdb.get_connection() as conn:
