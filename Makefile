@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test dev validate bench clean
+.PHONY: demo test chromium dev validate bench clean
 
 $(INSTALLED): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,17 @@ $(INSTALLED): setup.py pyproject.toml
 demo: $(INSTALLED)  ## Run the whole pipeline for the last 7 days into data/anomalens.duckdb
 	$(BIN)/anomalens run
 
-test: $(INSTALLED)  ## Run the test suite
+test: $(INSTALLED) chromium  ## Run the test suite (the end-to-end test drives the UI in headless chromium)
 	$(BIN)/pytest
+
+# Checked on every `make test` rather than stamped, so a browser removed later is installed again.
+chromium:  ## Install Debian's chromium if missing (as root, else through passwordless sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+	  echo "Installing chromium (apt-get) for the end-to-end test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; \
+	} || { echo "Could not install chromium: run 'sudo apt-get install -y chromium', then 'make test'." >&2; exit 1; }
 
 dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:3000, same instance and DuckDB file as `make demo`
 	$(BIN)/anomalens dev

@@ -133,14 +133,19 @@ def rescore_after_new_model_sensor(context: dg.SensorEvaluationContext) -> dg.Se
 )
 def run_failure_log_sensor(context: dg.RunFailureSensorContext) -> None:
     run = context.dagster_run
-    steps = [
-        f"{event.step_key}: {event.event_specific_data.error.message.strip() if event.event_specific_data.error else ''}"
-        for event in context.get_step_failure_events()
-    ]
+    steps = [f"{event.step_key}: {_step_error(event)}" for event in context.get_step_failure_events()]
     context.log.error(
         f"Run {run.run_id} of {run.job_name} failed"
         + (f" at step(s) {'; '.join(steps)}" if steps else f": {context.failure_event.message}")
     )
+
+
+def _step_error(event: dg.DagsterEvent) -> str:
+    """The error that failed a step: the user's exception, not Dagster's "Error occurred while executing op" wrapper."""
+    error = event.event_specific_data.error if event.event_specific_data else None
+    while error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else ""
 
 
 sensors = [landing_zone_sensor, refresh_after_ingest_sensor, rescore_after_new_model_sensor, run_failure_log_sensor]
