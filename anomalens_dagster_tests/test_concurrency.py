@@ -1,0 +1,258 @@
+"""Runs that share the DuckDB file at the same time, on a real Dagster instance.
+
+DuckDB allows one writing process per file. The instance's `duckdb` concurrency pool (limit 1,
+from instance.py) must keep every step that opens the file apart, within a run and across runs,
+so that no step ever meets the lock; the resource's connect retry is only a logged safety net.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from anomalens_dagster import resources
+from anomalens_dagster.assets.store import simulated_store_days, store_catalog
+from anomalens_dagster.constants import (
+    CATEGORIES,
+    CUSTOMERS,
+    DUCKDB_PATH_ENV_VAR,
+    DUCKDB_POOL,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+    SIMULATION_LABELS,
+    STORE_SCHEMA,
+    USER_ACTIVITIES,
+)
+from anomalens_dagster.definitions import defs
+from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
+from anomalens_dagster.resources import LOCK_ERROR, AnomaLensDuckDB
+from anomalens_dagster_tests.conftest import SMALL_SIMULATION
+
+REPO = Path(__file__).resolve().parents[1]
+FIRST_DAY, LAST_DAY = "2026-03-01", "2026-03-14"
+BACKFILL_DAYS = [f"2026-03-{day:02d}" for day in range(1, 15)]
+DAY_TABLES = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS)
+CATALOG_TABLES = (CATEGORIES, PRODUCTS, CUSTOMERS)
+LOCK_MESSAGES = (LOCK_ERROR, "Conflicting lock")
+CLI_TIMEOUT_SECONDS = 240
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
+    """A fresh persistent instance (the project's dagster.yaml) and a DuckDB file, both in tmp_path."""
+    monkeypatch.setenv(DAGSTER_HOME_ENV_VAR, str(tmp_path / "dagster_home"))
+    monkeypatch.setenv(DUCKDB_PATH_ENV_VAR, str(tmp_path / "shop.duckdb"))
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def start_materialize(log_path: Path, select: tuple[str, ...], op_name: str, *partition_args: str) -> subprocess.Popen:
+    """`dagster asset materialize` in its own process (and session), as a user starts it."""
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    run_config = {"ops": {op_name: {"config": SMALL_SIMULATION}}}
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [dagster, "asset", "materialize", "-m", "anomalens_dagster.definitions", "--select", ",".join(select)]
+            + [*partition_args, "--config-json", json.dumps(run_config)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_all(processes: dict[str, subprocess.Popen], deadline: float) -> None:
+    """Wait for every process; on a timeout or an error, stop them and their step processes."""
+    try:
+        for process in processes.values():
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
+    """When each step of the run started and succeeded (every step must have done both)."""
+    starts, ends = {}, {}
+    for event in instance.all_logs(run_id):
+        if event.dagster_event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = event.timestamp
+        elif event.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS:
+            ends[event.step_key] = event.timestamp
+    assert starts.keys() == ends.keys(), f"run {run_id}: steps started {sorted(starts)}, succeeded {sorted(ends)}"
+    return {step: (starts[step], ends[step]) for step in starts}
+
+
+def event_texts(instance: dg.DagsterInstance, run_id: str) -> Iterator[str]:
+    """Every message of the run, and the data (errors included) of every Dagster event."""
+    for event in instance.all_logs(run_id):
+        yield event.user_message
+        if event.dagster_event is not None:
+            yield repr(event.dagster_event.event_specific_data)
+
+
+def store_rows(database: str | Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {STORE_SCHEMA}.{table} ORDER BY ALL").fetchall()
+            for table in (*CATALOG_TABLES, *DAY_TABLES)
+        }
+
+
+def single_process_store(database: Path) -> dict[str, list[tuple]]:
+    """The same catalog and days, built by one in-process run with nothing else running."""
+    simulation = {"config": SMALL_SIMULATION}
+    result = dg.materialize(
+        [store_catalog, simulated_store_days],
+        resources={"duckdb": AnomaLensDuckDB(database=str(database))},
+        run_config={"ops": {store_catalog.op.name: simulation, simulated_store_days.op.name: simulation}},
+        tags={"dagster/asset_partition_range_start": FIRST_DAY, "dagster/asset_partition_range_end": LAST_DAY},
+    )
+    assert result.success
+    return store_rows(database)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(CLI_TIMEOUT_SECONDS + 60)
+def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock_failure(instance, tmp_path):
+    # The backfill is one run over the 14 days, as the UI launches it (the daily store assets have a
+    # single-run backfill policy); the multiprocess executor runs the simulation, then the checks of
+    # the four tables two at a time. Meanwhile a second run rebuilds the catalog and checks it.
+    processes = {
+        "backfill": start_materialize(
+            tmp_path / "backfill.log",
+            DAY_TABLES,
+            simulated_store_days.op.name,
+            "--partition-range",
+            f"{FIRST_DAY}...{LAST_DAY}",
+        ),
+        "catalog": start_materialize(tmp_path / "catalog.log", CATALOG_TABLES, store_catalog.op.name),
+    }
+    wait_all(processes, deadline=time.monotonic() + CLI_TIMEOUT_SECONDS)
+    for name, process in processes.items():
+        assert process.returncode == 0, (tmp_path / f"{name}.log").read_text()[-4_000:]
+
+    records = instance.get_run_records()
+    assert len(records) == 2
+    assert {record.dagster_run.status for record in records} == {dg.DagsterRunStatus.SUCCESS}
+    run_ids = [record.dagster_run.run_id for record in records]
+    (backfill,) = [r for r in records if r.dagster_run.tags.get("dagster/asset_partition_range_end") == LAST_DAY]
+    assert backfill.dagster_run.tags["dagster/asset_partition_range_start"] == FIRST_DAY
+    for run_id in run_ids:
+        assert any(
+            text.startswith("Executing steps using multiprocess executor") for text in event_texts(instance, run_id)
+        )
+
+    # No step failed, was retried or waited on the file's lock (the resource logs every wait).
+    for run_id in run_ids:
+        failures = instance.get_records_for_run(
+            run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY}
+        ).records
+        assert not failures, f"run {run_id}: {[f.event_log_entry.user_message for f in failures]}"
+        met_lock = [text for text in event_texts(instance, run_id) if any(m in text for m in LOCK_MESSAGES)]
+        assert not met_lock, f"run {run_id} met the DuckDB lock: {met_lock[:3]}"
+
+    # The runs were in progress at the same time...
+    (first_start, first_end), (second_start, second_end) = [(r.start_time, r.end_time) for r in records]
+    assert first_start < second_end and second_start < first_end
+
+    # ...and the pool, not luck, kept their DuckDB steps apart: every step is in the pool, no two
+    # steps (of one run or of both) ever ran at the same time, and some had to wait for the slot.
+    pools = {node.name: node.definition.pool for node in defs.resolve_implicit_global_asset_job_def().graph.nodes}
+    intervals = sorted(
+        (start, end, run_id, step)
+        for run_id in run_ids
+        for step, (start, end) in step_intervals(instance, run_id).items()
+    )
+    steps = [step for *_, step in intervals]
+    assert {simulated_store_days.op.name, store_catalog.op.name} < set(steps)  # and the checks of both
+    assert {pools[step] for step in steps} == {DUCKDB_POOL}
+    for earlier, later in zip(intervals, intervals[1:], strict=False):
+        assert later[0] >= earlier[1], f"steps {earlier[2:]} and {later[2:]} had DuckDB open at the same time"
+    waits = [
+        text
+        for run_id in run_ids
+        for text in event_texts(instance, run_id)
+        if text.startswith(f"Step blocked by limit for pool {DUCKDB_POOL}")
+    ]
+    assert waits
+    pool = instance.event_log_storage.get_concurrency_info(DUCKDB_POOL)
+    assert (pool.slot_count, pool.active_slot_count, pool.pending_step_count) == (1, 0, 0)
+
+    # Every day is in the store exactly once, row for row as one process alone builds it.
+    written = store_rows(os.environ[DUCKDB_PATH_ENV_VAR])
+    with duckdb.connect(os.environ[DUCKDB_PATH_ENV_VAR], read_only=True) as conn:
+        days = conn.execute(
+            f"SELECT DISTINCT CAST(created_at AS DATE)::VARCHAR FROM {STORE_SCHEMA}.{ORDERS} ORDER BY 1"
+        )
+        assert [day for (day,) in days.fetchall()] == BACKFILL_DAYS
+    expected = single_process_store(tmp_path / "reference.duckdb")
+    for table in (*CATALOG_TABLES, *DAY_TABLES):
+        assert len(written[table]) == len(expected[table]) > 0, table
+        assert written[table] == expected[table], f"{STORE_SCHEMA}.{table} differs from a single-process build"
+
+
+# --- The resource's connect retry -----------------------------------------------------------------
+
+
+HOLD_FILE_OPEN = """
+import sys, time, duckdb
+with duckdb.connect(sys.argv[1]):
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def file_held_by_another_process(db_path) -> Iterator[str]:
+    """The DuckDB file, kept open for 1.5 s by another process, as another writer would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FILE_OPEN, str(db_path), "1.5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        yield str(db_path)
+    finally:
+        holder.wait(timeout=60)
+
+
+def test_a_locked_file_is_retried_with_a_warning_in_the_run_log_until_it_is_free(file_held_by_another_process):
+    @dg.asset
+    def reads_the_file(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+        with duckdb.get_connection() as conn:
+            return dg.MaterializeResult(metadata={"answer": conn.execute("SELECT 42").fetchone()[0]})
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [reads_the_file],
+            resources={"duckdb": AnomaLensDuckDB(database=file_held_by_another_process)},
+            instance=instance,
+        )
+        messages = [event.user_message for event in instance.all_logs(result.run_id)]
+
+    assert result.success
+    retries = [message for message in messages if LOCK_ERROR in message]
+    assert retries and retries[0].startswith(f"DuckDB file '{file_held_by_another_process}' is locked"), messages
+    assert "retry 1 of" in retries[0]
+
+
+def test_a_file_locked_for_longer_than_the_retries_fails_with_what_to_do(file_held_by_another_process, monkeypatch):
+    monkeypatch.setattr(resources, "LOCK_RETRY_DELAYS_SECONDS", (0.1, 0.1))
+
+    with pytest.raises(duckdb.IOException, match=f"(?s)through 3 attempts.*'{DUCKDB_POOL}' concurrency pool"):
+        with AnomaLensDuckDB(database=file_held_by_another_process).get_connection():
+            pass
