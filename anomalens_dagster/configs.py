@@ -87,11 +87,14 @@ class DetectionConfig(dg.Config):
     iforest_n_estimators: int = Field(
         default=c.DEFAULT_IFOREST_N_ESTIMATORS, ge=10, description="Isolation Forest: number of trees."
     )
-    autoencoder_threshold_quantile: float = Field(
-        default=c.DEFAULT_AUTOENCODER_THRESHOLD_QUANTILE,
+    autoencoder_threshold_quantile: float | None = Field(
+        default=None,
         gt=0.5,
         lt=1.0,
-        description="Autoencoder: threshold = this quantile of the training reconstruction errors.",
+        description=(
+            "Autoencoder: threshold = this quantile of the training reconstruction errors; empty for the entity's "
+            f"default ({', '.join(f'{e} {q}' for e, q in c.DEFAULT_AUTOENCODER_THRESHOLD_QUANTILES.items())})."
+        ),
     )
     autoencoder_epochs: int = Field(
         default=c.DEFAULT_AUTOENCODER_EPOCHS,
@@ -111,8 +114,8 @@ class DetectionConfig(dg.Config):
                 raise ValueError(f"must be 'auto' or a number in (0, 0.5], got {value!r}")
         return value
 
-    def detector_params(self, detector: str, seed: int) -> dict[str, Any]:
-        """Constructor parameters of the named detector under these settings."""
+    def detector_params(self, detector: str, seed: int, entity_type: str) -> dict[str, Any]:
+        """Constructor parameters of the named detector for an entity type under these settings."""
         contamination: str | float = (
             self.iforest_contamination if self.iforest_contamination == "auto" else float(self.iforest_contamination)
         )
@@ -134,7 +137,8 @@ class DetectionConfig(dg.Config):
                 "n_jobs": -1,
             },
             "autoencoder": {
-                "threshold_quantile": self.autoencoder_threshold_quantile,
+                "threshold_quantile": self.autoencoder_threshold_quantile
+                or c.DEFAULT_AUTOENCODER_THRESHOLD_QUANTILES[entity_type],
                 "epochs": self.autoencoder_epochs,
                 "random_state": seed,
             },

@@ -40,7 +40,10 @@ def fit_and_score(db: str, entity_type: str, detector: str) -> dict:
             conn, entity, training_config.training_days, training_config.max_training_rows, training_config.seed
         )
     model = make_detector(
-        detector, entity.numeric, entity.categorical, **detection_config.detector_params(detector, training_config.seed)
+        detector,
+        entity.numeric,
+        entity.categorical,
+        **detection_config.detector_params(detector, training_config.seed, entity.entity_type),
     )
     with stopwatch() as fit_seconds:
         model.fit(training.frame)

@@ -77,7 +77,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
             f"training {detector} on {len(training.frame)} of {training.rows_in_window} {entity_type} rows "
             f"in [{training.start}, {training.end})"
         )
-        params = config.detection.detector_params(detector, config.training.seed)
+        params = config.detection.detector_params(detector, config.training.seed, entity_type)
         if detector == "autoencoder":
             params["on_epoch_end"] = lambda epoch, logs: context.log.info(
                 f"epoch {epoch + 1}: {json.dumps({k: round(v, 5) for k, v in logs.items()})}"

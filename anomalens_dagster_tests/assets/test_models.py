@@ -42,7 +42,7 @@ def test_model_metadata_shows_version_window_rows_and_threshold(store_with_featu
 
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["version"].value == 1
-    assert metadata["threshold"].value == 3.0
+    assert metadata["threshold"].value == 5.0
     assert metadata["training_rows"].value > 0
     assert metadata["params"].value["z_threshold"] == 5.0
     assert "training/training_anomaly_rate" in metadata
