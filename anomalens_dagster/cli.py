@@ -27,7 +27,7 @@ from anomalens_dagster.constants import (
     STORE_SUMMARY,
 )
 from anomalens_dagster.instance import ensure_dagster_home
-from anomalens_dagster.resources import check_database_name
+from anomalens_dagster.resources import AnomaLensDuckDB, check_database_name
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -78,9 +78,14 @@ def day_range(days: int, end_date: dt.date | None) -> tuple[dt.date, dt.date]:
     return last - dt.timedelta(days=days - 1), last
 
 
+def _connection(db_path: Path):
+    """A connection that waits (bounded, logged) while a run started elsewhere holds the file."""
+    return AnomaLensDuckDB(database=str(db_path)).get_connection()
+
+
 def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
     """Rows of every table in the DuckDB file, schema by schema."""
-    with duckdb.connect(str(db_path), read_only=True) as conn:
+    with _connection(db_path) as conn:
         tables = conn.execute(
             "SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY schema_name, table_name"
         ).fetchall()
@@ -92,7 +97,7 @@ TOP_ANOMALIES = 10
 
 def store_summary_rows(db_path: Path) -> pd.DataFrame | None:
     """The store_summary report table, or None before it was built."""
-    with duckdb.connect(str(db_path), read_only=True) as conn:
+    with _connection(db_path) as conn:
         try:
             return conn.execute(
                 f"SELECT table_name, rows, simulated_rows, landed_rows FROM {DETECTIONS_SCHEMA}.{STORE_SUMMARY}"
@@ -103,7 +108,7 @@ def store_summary_rows(db_path: Path) -> pd.DataFrame | None:
 
 def top_anomalies(db_path: Path, limit: int = TOP_ANOMALIES) -> pd.DataFrame | None:
     """The suspicious entities with the highest ensemble score, with the ensemble's reason."""
-    with duckdb.connect(str(db_path), read_only=True) as conn:
+    with _connection(db_path) as conn:
         try:
             return conn.execute(
                 f"""SELECT c.entity_type, c.entity_id, c.overall_severity AS severity,
@@ -122,7 +127,7 @@ def top_anomalies(db_path: Path, limit: int = TOP_ANOMALIES) -> pd.DataFrame | N
 
 def detection_quality(db_path: Path) -> pd.DataFrame | None:
     """The evaluation's headline rows (every anomaly kind pooled), or None before any evaluation."""
-    with duckdb.connect(str(db_path), read_only=True) as conn:
+    with _connection(db_path) as conn:
         try:
             return conn.execute(
                 f"""SELECT entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
