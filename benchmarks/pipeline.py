@@ -86,13 +86,17 @@ def run(days: int) -> None:
 
 def step_timings(result, instance) -> list[tuple[str, float, int]]:
     """(step, seconds from start to end, rows written) per step, in execution order."""
-    written: dict[str, int] = {}
+    # A range run reports one materialisation per partition, each with the row count of the whole
+    # range: count each asset once.
+    written: dict[str, dict[str, int]] = {}
     for event in result.get_asset_materialization_events():
         row_count = event.materialization.metadata.get("dagster/row_count")
-        written[event.step_key] = written.get(event.step_key, 0) + (int(row_count.value) if row_count else 0)
+        per_asset = written.setdefault(event.step_key, {})
+        per_asset[event.asset_key.to_user_string()] = int(row_count.value) if row_count else 0
     stats = sorted(instance.get_run_step_stats(result.run_id), key=lambda stat: stat.start_time or 0)
     return [
-        (stat.step_key, (stat.end_time or 0) - (stat.start_time or 0), written.get(stat.step_key, 0)) for stat in stats
+        (stat.step_key, (stat.end_time or 0) - (stat.start_time or 0), sum(written.get(stat.step_key, {}).values()))
+        for stat in stats
     ]
 
 
