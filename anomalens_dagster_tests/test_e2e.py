@@ -134,6 +134,31 @@ def test_the_webserver_loads_the_code_location_without_errors(webserver):
     assert location["__typename"] == "RepositoryLocation", location
 
 
+AUTOMATION_QUERY = """
+query {
+  repositoriesOrError {
+    ... on RepositoryConnection { nodes { schedules { name } sensors { name } } }
+  }
+}
+"""
+
+
+def test_the_ui_lists_every_schedule_and_sensor_of_the_code_location(webserver):
+    (repository,) = webserver.graphql(AUTOMATION_QUERY)["repositoriesOrError"]["nodes"]
+
+    assert {schedule["name"] for schedule in repository["schedules"]} == {
+        "daily_simulation_schedule",
+        "daily_detection_schedule",
+        "weekly_training_schedule",
+    }
+    assert {sensor["name"] for sensor in repository["sensors"]} >= {
+        "landing_zone_sensor",
+        "refresh_after_ingest_sensor",
+        "rescore_after_new_model_sensor",
+        "run_failure_log_sensor",
+    }
+
+
 def test_a_run_launched_through_graphql_simulates_the_store_for_each_day(simulated_run, db_file):
     with duckdb.connect(str(db_file), read_only=True) as conn:
 

@@ -81,7 +81,7 @@ def _daily_scores(
             tally = totals.setdefault(str(detector), [0, 0])
             tally[0] += int(flags.sum())
             tally[1] += len(flags)
-        context.log.info(f"scored {len(features)} {entity.entity_type}s of {day}")
+        context.log.info(f"scored {len(features)} {entity.entity_type} rows of {day}")
         yield scores
 
 
