@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -39,6 +40,9 @@ FILES_METADATA = "files"
 def ingested_files(
     context: dg.AssetExecutionContext, config: IngestConfig, duckdb: AnomaLensDuckDB, landing: LandingZone
 ) -> dg.MaterializeResult:
+    not_names = [name for name in config.files if Path(name).name != name]
+    if not_names:
+        raise dg.Failure(f"ingest config `files` takes file names inside the landing folder, not paths: {not_names}")
     paths = [landing.path / name for name in config.files] if config.files else list_landing_files(landing.path)
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:

@@ -273,3 +273,12 @@ def test_an_ingest_killed_in_the_middle_of_a_file_leaves_no_partial_load_and_a_r
     assert {file: rows_from(db_path, file) for file in expected} == expected
     assert conservation_passed(rerun)
     assert sorted(ingested_file_log(db_path)["file"]) == sorted(expected)  # a duplicate adds no log line
+
+
+def test_ingest_config_takes_file_names_inside_the_landing_folder_not_paths(store, landing_dir):
+    with pytest.raises(dg.Failure, match=r"not paths: \['../orders-elsewhere.csv'\]"):
+        dg.materialize(
+            [ingested_files],
+            resources={"duckdb": store, "landing": LandingZone(directory=str(landing_dir))},
+            run_config={"ops": {"ingested_files": {"config": {"files": ["../orders-elsewhere.csv"]}}}},
+        )
