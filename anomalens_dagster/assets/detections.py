@@ -42,7 +42,7 @@ from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import replace_table, replace_window, transaction
+from anomalens_dagster.core.warehouse import replace_table, replace_window, table_exists, transaction
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -288,10 +288,7 @@ def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def clear_anomalies(context: dg.OpExecutionContext, config: ClearAnomaliesConfig, duckdb: AnomaLensDuckDB) -> None:
     day = _parsed_day(config.day)
     with duckdb.get_connection() as conn:
-        if not conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $schema AND table_name = $table",
-            {"schema": DETECTIONS_SCHEMA, "table": ANOMALIES},
-        ).fetchall()[0][0]:
+        if not table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA):
             context.log.info("No anomaly records stored yet: nothing to clear")
             return
         window = {"start": datetime.min, "end": datetime.max} if day is None else _day_window(day)

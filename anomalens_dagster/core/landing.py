@@ -74,7 +74,7 @@ from anomalens_dagster.core.warehouse import (
     details_json_sql,
     ensure_store_tables,
     qualified,
-    table_columns,
+    table_exists,
     transaction,
 )
 
@@ -810,7 +810,7 @@ def store_key_lookup(conn: duckdb.DuckDBPyConnection) -> KeyLookup:
     """A KeyLookup answered by the store: which of the given ids a store table holds."""
 
     def in_store(table: str, ids: np.ndarray) -> np.ndarray:
-        if not len(ids) or not table_columns(conn, table):
+        if not len(ids) or not table_exists(conn, table):
             return np.zeros(0, dtype="int64")
         conn.register("candidate_ids", pa.table({"id": pa.array(ids, pa.int64())}))
         try:
@@ -832,7 +832,7 @@ def _kind_rank(path: Path) -> int:
 
 
 def _already_loaded(conn: duckdb.DuckDBPyConnection, sha256: str) -> bool:
-    if not table_columns(conn, INGESTED_FILES, OPS_SCHEMA):
+    if not table_exists(conn, INGESTED_FILES, OPS_SCHEMA):
         return False
     # fetchall, not fetchone: a half-read result blocks the connection for the statements that follow.
     ((found,),) = conn.execute(
@@ -864,7 +864,7 @@ def _order_days(
     """Days of the orders that order items belong to, from this delivery's orders or the store's."""
     ids = np.unique(order_ids.to_numpy(dtype="int64"))
     days = set(_days(delivered_orders.loc[delivered_orders["id"].isin(ids), "created_at"]))
-    if len(ids) and table_columns(conn, ORDERS):
+    if len(ids) and table_exists(conn, ORDERS):
         conn.register("item_order_ids", pa.table({"id": pa.array(ids, pa.int64())}))
         try:
             stored = conn.execute(

@@ -73,6 +73,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.warehouse import table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def load_report_inputs(
     absent = [
         f"{DETECTIONS_SCHEMA}.{entity.scores_table}"
         for entity in _ENTITIES.values()
-        if not _table_exists(conn, DETECTIONS_SCHEMA, entity.scores_table)
+        if not table_exists(conn, entity.scores_table, DETECTIONS_SCHEMA)
     ]
     if absent:
         raise ReportInputsError(
@@ -219,14 +220,6 @@ def _naive(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is None:
         return value
     return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, table]
-        ).fetchone()[0]
-    )
 
 
 def _window(column: str, start: dt.datetime | None, end: dt.datetime | None) -> tuple[str, dict]:
@@ -299,8 +292,8 @@ def _timeline(
         SELECT date_trunc('hour', {time}) AS hour, count(*) AS n_scored, count_if(is_anomaly) AS n_flagged
         FROM {DETECTIONS_SCHEMA}.{entity.scores_table} WHERE detector = $ensemble AND {where} GROUP BY 1"""
     parameters["ensemble"] = DETECTOR_ENSEMBLE
-    has_store = _table_exists(conn, STORE_SCHEMA, entity.store_table)
-    has_labels = has_store and _table_exists(conn, STORE_SCHEMA, SIMULATION_LABELS)
+    has_store = table_exists(conn, entity.store_table, STORE_SCHEMA)
+    has_labels = has_store and table_exists(conn, SIMULATION_LABELS, STORE_SCHEMA)
     events = (
         f"SELECT date_trunc('hour', {time}) AS hour, count(*) AS n_events "
         f"FROM {STORE_SCHEMA}.{entity.store_table} WHERE {where} GROUP BY 1"
@@ -349,7 +342,7 @@ def _thresholds(
         end,
     )
     versions["threshold"] = np.where(versions["detector"] == DETECTOR_ENSEMBLE, ENSEMBLE_THRESHOLD, np.nan)
-    if _table_exists(conn, ML_SCHEMA, MODEL_REGISTRY):
+    if table_exists(conn, MODEL_REGISTRY, ML_SCHEMA):
         registry = conn.execute(
             f"""SELECT entity_type, detector, CAST(version AS BIGINT) AS model_version,
                        TRY_CAST(json_extract_string(metrics, '$.threshold') AS DOUBLE) AS registry_threshold
@@ -370,7 +363,7 @@ def _thresholds(
 
 
 def _evaluation(conn: duckdb.DuckDBPyConnection, missing: dict[str, str]) -> pd.DataFrame:
-    if not _table_exists(conn, DETECTIONS_SCHEMA, DETECTOR_EVALUATION):
+    if not table_exists(conn, DETECTOR_EVALUATION, DETECTIONS_SCHEMA):
         missing[SECTION_EVALUATION] = (
             f"{DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION} does not exist yet: materialise the "
             f"{DETECTOR_EVALUATION} asset to measure the detectors against the simulator's labels."
@@ -400,7 +393,7 @@ def _top_anomalies(
         "n_detectors",
         "description",
     ]
-    if not _table_exists(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES):
+    if not table_exists(conn, CONSOLIDATED_ANOMALIES, DETECTIONS_SCHEMA):
         missing[SECTION_TOP_ANOMALIES] = (
             f"{DETECTIONS_SCHEMA}.{CONSOLIDATED_ANOMALIES} does not exist yet: materialise the "
             f"{ANOMALIES} and {CONSOLIDATED_ANOMALIES} assets."
@@ -412,7 +405,7 @@ def _top_anomalies(
         f"""SELECT entity_type, entity_id, description FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE {where}
             QUALIFY row_number() OVER (PARTITION BY entity_type, entity_id
                                        ORDER BY detector_name = $ensemble DESC, anomaly_score DESC) = 1"""
-        if _table_exists(conn, DETECTIONS_SCHEMA, ANOMALIES)
+        if table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA)
         else "SELECT NULL::VARCHAR AS entity_type, NULL::BIGINT AS entity_id, NULL::VARCHAR AS description WHERE FALSE"
     )
     return conn.execute(

@@ -24,6 +24,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.warehouse import table_exists
 
 # Store tables in the order the original dashboard listed them, with the column that dates a row
 # (None: the table is not dated) and whether rows carry a `source` (simulated or a landed file).
@@ -64,10 +65,9 @@ ANOMALY_SUMMARY_DTYPES: dict[str, str] = {
 
 def store_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Rows per store table, split into simulated and landed, with the dated range they cover."""
-    existing = _existing_tables(conn, STORE_SCHEMA)
     rows = []
     for table, dated_by, has_source in STORE_SUMMARY_TABLES:
-        if table not in existing:
+        if not table_exists(conn, table, STORE_SCHEMA):
             rows.append((table, 0, 0, 0, None, None))
             continue
         simulated = "count(*) FILTER (WHERE source = $simulator)" if has_source else "count(*)"
@@ -82,11 +82,11 @@ def store_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def activity_timeline(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Actions per UTC hour and action type, and how many of them the ensemble flagged."""
-    if USER_ACTIVITIES not in _existing_tables(conn, STORE_SCHEMA):
+    if not table_exists(conn, USER_ACTIVITIES, STORE_SCHEMA):
         return _empty(ACTIVITY_TIMELINE_DTYPES)
     flagged = (
         f"SELECT activity_id FROM {DETECTIONS_SCHEMA}.{ACTIVITY_SCORES} WHERE detector = $ensemble AND is_anomaly"
-        if ACTIVITY_SCORES in _existing_tables(conn, DETECTIONS_SCHEMA)
+        if table_exists(conn, ACTIVITY_SCORES, DETECTIONS_SCHEMA)
         else "SELECT NULL::BIGINT AS activity_id WHERE $ensemble IS NULL AND false"
     )
     frame = conn.execute(
@@ -102,7 +102,7 @@ def activity_timeline(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def anomaly_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Anomaly records per day of the flagged entity, entity type, detector and severity."""
-    if ANOMALIES not in _existing_tables(conn, DETECTIONS_SCHEMA):
+    if not table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA):
         return _empty(ANOMALY_SUMMARY_DTYPES)
     frame = conn.execute(
         f"""SELECT date_trunc('day', event_timestamp) AS day, entity_type, detector_name, severity,
@@ -111,14 +111,6 @@ def anomaly_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             GROUP BY ALL ORDER BY day, entity_type, detector_name, severity"""
     ).df()
     return frame.astype(ANOMALY_SUMMARY_DTYPES)
-
-
-def _existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
-    names = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = $schema AND table_catalog = current_database()",
-        {"schema": schema},
-    ).fetchall()
-    return {name for (name,) in names}
 
 
 def _empty(dtypes: dict[str, str]) -> pd.DataFrame:

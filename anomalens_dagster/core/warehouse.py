@@ -213,6 +213,16 @@ def _register(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -
     conn.register(name, pa.Table.from_pandas(frame, preserve_index=False))
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = STORE_SCHEMA) -> bool:
+    """Whether the connection's database holds `schema.table`."""
+    ((count,),) = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table",
+        {"schema": schema, "table": table},
+    ).fetchall()
+    return count > 0
+
+
 def table_columns(conn: duckdb.DuckDBPyConnection, table: str, schema: str = STORE_SCHEMA) -> list[tuple[str, str]]:
     """(name, type) of a table's columns, in order."""
     rows = conn.execute(
