@@ -1,11 +1,14 @@
 """Report assets: the store at a glance, what was found, and how well the detectors catch the
 anomalies the simulator injected."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+from duckdb import DuckDBPyConnection
 
 from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
 from anomalens_dagster.assets.metadata import table_metadata
@@ -48,6 +51,16 @@ WHERE EXISTS (SELECT 1 FROM ({SCORES_SQL}) AS s WHERE s.entity_type = l.entity_t
 """
 
 
+def replace_report_table(
+    duckdb: AnomaLensDuckDB, table: str, compute: Callable[[DuckDBPyConnection], pd.DataFrame]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Compute a report table from the warehouse, replace `detections.<table>` with it; the frame and its metadata."""
+    with duckdb.get_connection() as conn:
+        frame = compute(conn)
+        replace_table(conn, DETECTIONS_SCHEMA, table, frame)
+        return frame, table_metadata(conn, DETECTIONS_SCHEMA, table, frame)
+
+
 @dg.asset(
     name=DETECTOR_EVALUATION,
     group_name=REPORTS_GROUP,
@@ -60,12 +73,11 @@ WHERE EXISTS (SELECT 1 FROM ({SCORES_SQL}) AS s WHERE s.entity_type = l.entity_t
     pool=DUCKDB_POOL,
 )
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
-        scores = conn.execute(SCORES_SQL).df()
-        labels = conn.execute(LABELS_SQL).df()
-        evaluation = evaluate_detections(scores, labels)
-        replace_table(conn, DETECTIONS_SCHEMA, DETECTOR_EVALUATION, evaluation)
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, DETECTOR_EVALUATION, evaluation)
+    evaluation, metadata = replace_report_table(
+        duckdb,
+        DETECTOR_EVALUATION,
+        lambda conn: evaluate_detections(conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()),
+    )
     headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
     context.log.info("\n" + _summary(headline).to_string(index=False))
     metadata["preview"] = dg.MetadataValue.md(_summary(headline).to_markdown(index=False, floatfmt=".3f"))
@@ -89,10 +101,7 @@ STORE_ASSET_KEYS = [*store_catalog.keys, *simulated_store_days.keys]
     pool=DUCKDB_POOL,
 )
 def store_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
-        summary = summarise_store(conn)
-        replace_table(conn, DETECTIONS_SCHEMA, STORE_SUMMARY, summary)
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, STORE_SUMMARY, summary)
+    summary, metadata = replace_report_table(duckdb, STORE_SUMMARY, summarise_store)
     metadata["preview"] = dg.MetadataValue.md(summary.to_markdown(index=False))
     metadata.update({f"rows/{row.table_name}": int(row.rows) for row in summary.itertuples()})
     return dg.MaterializeResult(metadata=metadata)
@@ -107,10 +116,7 @@ def store_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     pool=DUCKDB_POOL,
 )
 def activity_timeline(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
-        timeline = summarise_activity_timeline(conn)
-        replace_table(conn, DETECTIONS_SCHEMA, ACTIVITY_TIMELINE, timeline)
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ACTIVITY_TIMELINE, timeline)
+    timeline, metadata = replace_report_table(duckdb, ACTIVITY_TIMELINE, summarise_activity_timeline)
     per_day = timeline.groupby(timeline["hour"].dt.date)[["actions", "flagged"]].sum().rename_axis("day")
     metadata["preview"] = dg.MetadataValue.md(per_day.to_markdown() if len(per_day) else "_no activities_")
     return dg.MaterializeResult(metadata=metadata)
@@ -125,10 +131,7 @@ def activity_timeline(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     pool=DUCKDB_POOL,
 )
 def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
-        summary = summarise_anomalies(conn)
-        replace_table(conn, DETECTIONS_SCHEMA, ANOMALY_SUMMARY, summary)
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALY_SUMMARY, summary)
+    summary, metadata = replace_report_table(duckdb, ANOMALY_SUMMARY, summarise_anomalies)
     by_detector = summary.pivot_table(
         index=["entity_type", "detector_name"], columns="severity", values="anomalies", aggfunc="sum", fill_value=0
     )
