@@ -1092,7 +1092,7 @@ _SHORT = {
 
 def _top_anomalies_section(inputs: ReportInputs) -> str:
     how = (
-        "Highest ensemble scores (mean of the detectors' score / threshold, capped; flagged above "
+        "Highest ensemble scores (median of the detectors' score / threshold, capped; flagged above "
         f"{ENSEMBLE_THRESHOLD:g}) with the detectors that fired and the recorded reason. "
         + ", ".join(f"{_SHORT[name]} = {name}" for name in REPORT_DETECTORS)
         + "."
