@@ -43,6 +43,23 @@ def resolve_db_path(db: str | None) -> Path:
     return path
 
 
+def checked_db_path(db: str | None) -> Path:
+    """`resolve_db_path`, refusing a file name DuckDB would confuse with a schema as a bad `--db`."""
+    db_path = resolve_db_path(db)
+    try:
+        check_database_name(str(db_path))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from error
+    return db_path
+
+
+def fail_unless_succeeded(result, what: str, hint: str = "") -> None:
+    """Exit with the run id and its failed steps when an in-process run did not succeed."""
+    if not result.success:
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        raise click.ClickException(f"{what} {result.run_id} failed in step(s) {', '.join(failed)}{hint}")
+
+
 def load_settings(path: str | None) -> dict[str, dict]:
     """Read and validate a YAML settings file (sections `simulation`, `training`, `detection`)."""
     if path is None:
@@ -161,11 +178,7 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
     except SettingsFileError as error:
         raise click.UsageError(str(error)) from error
     first, last = day_range(days, end_date.date() if end_date else None)
-    db_path = resolve_db_path(db)
-    try:
-        check_database_name(str(db_path))
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--db") from error
+    db_path = checked_db_path(db)
     home = ensure_dagster_home()
 
     import dagster as dg
@@ -182,11 +195,7 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         raise_on_error=False,
     )
-    if not result.success:
-        failed = [event.step_key for event in result.all_events if event.is_step_failure]
-        raise click.ClickException(
-            f"run {result.run_id} failed in step(s) {', '.join(failed)}; see `make dev` for logs"
-        )
+    fail_unless_succeeded(result, "run", "; see `make dev` for logs")
     click.echo(f"\nRun {result.run_id} succeeded.\n\nRows per table:")
     for table, count in table_row_counts(db_path):
         click.echo(f"  {table:<32} {count:>12,}")
@@ -224,11 +233,7 @@ def resolve_landing_dir(landing: str | None) -> Path:
 def ingest(landing: str | None, db: str | None) -> None:
     """Run ingest_job once on every file in the landing zone and print what happened to each."""
     landing_dir = resolve_landing_dir(landing)
-    db_path = resolve_db_path(db)
-    try:
-        check_database_name(str(db_path))
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--db") from error
+    db_path = checked_db_path(db)
     if not landing_dir.is_dir():
         raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
     ensure_dagster_home()
@@ -245,9 +250,7 @@ def ingest(landing: str | None, db: str | None) -> None:
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
-    if not result.success:
-        failed = [event.step_key for event in result.all_events if event.is_step_failure]
-        raise click.ClickException(f"ingest run {result.run_id} failed in step(s) {', '.join(failed)}")
+    fail_unless_succeeded(result, "ingest run")
     files = pd.DataFrame(result.asset_materializations_for_node("ingested_files")[0].metadata[FILES_METADATA].value)
     if files.empty:
         click.echo("No files in the landing zone.")

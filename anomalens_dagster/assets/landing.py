@@ -48,7 +48,6 @@ def ingested_files(
     if missing:
         raise dg.Failure(f"landing files not found: {missing} (landing zone: {landing.path})")
     with duckdb.get_connection() as conn:
-        ensure_ops_tables(conn)
         results = ingest_delivery(conn, paths, datetime.now(UTC))
     for result in results:
         if result.status == STATUS_QUARANTINED:
