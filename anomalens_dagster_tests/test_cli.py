@@ -89,3 +89,27 @@ def test_a_database_file_named_like_a_schema_is_refused_with_the_reason(tmp_path
 
     assert result.exit_code == 2
     assert "named like the schema 'store'" in result.output
+
+
+def test_export_sample_then_ingest_prints_every_file_with_rows_in_loaded_rejected_and_status(tmp_path, isolated_env):
+    landing = tmp_path / "landing"
+    exported = run_anomalens("export-sample", str(landing))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    files = sorted(path.name for path in landing.iterdir())
+    assert [name.split("-")[0] for name in files] == ["order_items", "orders", "user_activities"]
+    names = set(files)
+
+    # An empty store knows none of the sample's customers or products: every row is rejected, none lost.
+    ingested = run_anomalens("ingest", "--landing", str(landing), "--db", str(tmp_path / "shop.duckdb"))
+
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    lines = {
+        fields[0]: fields for fields in map(str.split, ingested.stdout.splitlines()) if fields and fields[0] in names
+    }
+    assert set(lines) == names
+    for file, (_, rows_in, loaded, rejected, status) in lines.items():
+        assert int(rows_in) == int(rejected) > 0 and int(loaded) == 0, file
+        assert status == "loaded"
+    with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as conn:
+        logged = conn.execute("SELECT count(*) FROM ops.ingested_files").fetchone()[0]
+    assert logged == len(files)
