@@ -10,17 +10,16 @@ time of the run and this process's peak RSS (the whole pipeline runs in it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+from anomalens_dagster.constants import DUCKDB_PATH_ENV_VAR
 from benchmarks.common import peak_rss_mb, print_table, stopwatch
 from benchmarks.simulate import BENCHMARK_SETTINGS, FIRST_DAY
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(args.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        os.environ["ANOMALENS_DUCKDB_PATH"] = str(workdir / "anomalens.duckdb")
+        os.environ[DUCKDB_PATH_ENV_VAR] = str(workdir / "anomalens.duckdb")
         os.environ["DAGSTER_HOME"] = str(workdir / "dagster_home")
         run(args.days)
 
@@ -40,26 +39,13 @@ def main() -> None:
 def run(days: int) -> None:
     import dagster as dg
 
-    from anomalens_dagster.cli import run_config_for
+    from anomalens_dagster.cli import RANGE_END_TAG, RANGE_START_TAG, run_config_for
     from anomalens_dagster.definitions import defs
     from anomalens_dagster.instance import ensure_dagster_home
     from anomalens_dagster.jobs import full_pipeline_job
 
     ensure_dagster_home()
-    simulation = {
-        name: getattr(BENCHMARK_SETTINGS, name)
-        for name in (
-            "seed",
-            "num_categories",
-            "num_products",
-            "num_customers",
-            "orders_per_day",
-            "activities_per_day",
-            "order_anomaly_rate",
-            "burst_rate",
-            "failed_login_rate",
-        )
-    }
+    simulation = dataclasses.asdict(BENCHMARK_SETTINGS)  # the fields of SimulationConfig
     last = FIRST_DAY + dt.timedelta(days=days - 1)
     run_config = run_config_for({"simulation": simulation})
     run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
