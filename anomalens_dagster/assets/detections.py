@@ -190,7 +190,7 @@ def _daily_anomalies(
                 detected_at,
                 thresholds={name: model.detector.threshold_ for name, model in models.items()},
             )
-            context.log.info(f"{len(records)} anomaly records for {entity_type}s of {day}")
+            context.log.info(f"{len(records)} anomaly records for {entity_type} rows of {day}")
             yield records
 
 
