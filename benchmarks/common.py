@@ -25,13 +25,17 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def stopwatch() -> Iterator[list[float]]:
-    """Yields a one-element list that holds the elapsed seconds once the block ends."""
-    elapsed = [0.0]
-    start = time.perf_counter()
+    """Yields a list that holds, once the block ends, the elapsed wall seconds and this process's CPU seconds.
+
+    CPU seconds add up every thread of the process (DuckDB's workers included): divided by the
+    number of cores, they bound how fast the same work could run if it used every core fully.
+    """
+    elapsed = [0.0, 0.0]
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield elapsed
     finally:
-        elapsed[0] = time.perf_counter() - start
+        elapsed[:] = [time.perf_counter() - start, time.process_time() - cpu_start]
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
