@@ -10,11 +10,16 @@ DEFAULT_DAGSTER_HOME = "data/dagster_home"
 
 # DuckDB allows one writing process per file: every DuckDB-touching asset is in the `duckdb`
 # pool, and a limit of 1 serialises them across runs (7 of 7 concurrent runs succeed, versus
-# 2 of 7 failing on the file lock with connect retries alone — see DESIGN.md).
+# 2 of 7 failing on the file lock with connect retries alone — see DESIGN.md). Run retries are
+# on, with none by default: the jobs that sensors and schedules launch unattended set their own
+# `dagster/max_retries` tag (jobs.py), and the daemon re-executes their failed runs.
 INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+run_retries:
+  enabled: true
+  max_retries: 0
 telemetry:
   enabled: false
 """

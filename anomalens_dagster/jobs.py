@@ -14,22 +14,31 @@ from anomalens_dagster.constants import (
     STORE_GROUP,
 )
 
+# Schedules and sensors launch these four jobs unattended; a run that fails (a DuckDB file held by another
+# process, a worker killed) is re-executed from the failed step by the daemon. The landing sensor
+# counts a file as seen once it requested its ingest, so without a retry a failed ingest would wait
+# for the file to change. Every step replaces what it writes atomically, so re-running is safe.
+UNATTENDED_RUN_RETRIES = {"dagster/max_retries": "2"}
+
 simulate_job = dg.define_asset_job(
     name="simulate_job",
     selection=dg.AssetSelection.groups(STORE_GROUP),
     description="Simulate the store: catalog and customers, then the orders, items, activities and labels of each day.",
+    tags=UNATTENDED_RUN_RETRIES,
 )
 
 ingest_job = dg.define_asset_job(
     name="ingest_job",
     selection=dg.AssetSelection.groups(OPS_GROUP),
     description="Load landing-zone files into the store (all files, or config `files`), rejecting bad rows with a reason.",
+    tags=UNATTENDED_RUN_RETRIES,
 )
 
 train_job = dg.define_asset_job(
     name="train_job",
     selection=dg.AssetSelection.groups(MODELS_GROUP),
     description="Train the eight detectors on the latest training window and register new model versions.",
+    tags=UNATTENDED_RUN_RETRIES,
 )
 
 detect_job = dg.define_asset_job(
@@ -39,6 +48,7 @@ detect_job = dg.define_asset_job(
         "For the selected days: features, scores with the current models, anomaly records; then the consolidated "
         "anomalies, the evaluation and the reports."
     ),
+    tags=UNATTENDED_RUN_RETRIES,
 )
 
 full_pipeline_job = dg.define_asset_job(

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import Page, sync_playwright
 
+from anomalens_dagster.assets.landing import ingested_files
 from anomalens_dagster.cli import RANGE_END_TAG, RANGE_START_TAG, run_config_for
 from anomalens_dagster.constants import (
     CATEGORIES,
     CUSTOMERS,
     DUCKDB_PATH_ENV_VAR,
+    LANDING_DIR_ENV_VAR,
     ORDER_ITEMS,
     ORDERS,
     PRODUCTS,
@@ -32,7 +34,7 @@ from anomalens_dagster.constants import (
 )
 from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
-from anomalens_dagster.jobs import simulate_job
+from anomalens_dagster.jobs import UNATTENDED_RUN_RETRIES, ingest_job, simulate_job
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 from anomalens_dagster_tests.e2e_support import (
     CHROMIUM_ARGS,
@@ -77,16 +79,27 @@ def db_file(e2e_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def webserver(e2e_dir, db_file):
+def dagster_home(e2e_dir) -> Path:
+    return e2e_dir / "dagster_home"
+
+
+@pytest.fixture(scope="module")
+def webserver(e2e_dir, db_file, dagster_home):
     """`dagster-webserver` and `dagster-daemon` on a fresh instance, stopped whatever the tests do."""
     with pytest.MonkeyPatch.context() as patch:  # ensure_dagster_home exports DAGSTER_HOME: undo that here
         patch.delenv(DAGSTER_HOME_ENV_VAR, raising=False)
-        home = ensure_dagster_home(e2e_dir / "dagster_home")
+        home = ensure_dagster_home(dagster_home)
     # Create the instance's storage once here: the webserver and daemon initialising a fresh SQLite
     # storage at the same moment both stamp its schema version, and it then fails to load
     # ("Version table 'alembic_version' has more than one head"). `dagster dev` also creates it before starting them.
     DagsterInstance.from_config(str(home)).dispose()
-    env = {**os.environ, DAGSTER_HOME_ENV_VAR: str(home), DUCKDB_PATH_ENV_VAR: str(db_file)}
+    # The landing sensor runs in the daemon: give it an empty folder of its own, not the checkout's data/landing.
+    env = {
+        **os.environ,
+        DAGSTER_HOME_ENV_VAR: str(home),
+        DUCKDB_PATH_ENV_VAR: str(db_file),
+        LANDING_DIR_ENV_VAR: str(e2e_dir / "landing"),
+    }
     server = Webserver(free_loopback_port())
     web_args = ["-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(server.port)]
     with (
@@ -193,6 +206,32 @@ def test_a_run_launched_through_graphql_simulates_the_store_for_each_day(simulat
             {"first": DAYS[0], "last": DAYS[-1]},
         )
         assert outside == 0
+
+
+def test_the_daemon_retries_a_failed_ingest_run(webserver, dagster_home):
+    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
+    never_landed = {"ops": {ingested_files.op.name: {"config": {"files": ["never-landed.jsonl"]}}}}
+    root_run_id = client.submit_job_execution(ingest_job.name, run_config=IN_PROCESS | never_landed)
+    retries_allowed = int(UNATTENDED_RUN_RETRIES["dagster/max_retries"])
+    instance = DagsterInstance.from_config(str(dagster_home))
+    try:
+
+        def every_attempt_failed() -> list | None:
+            runs = [instance.get_run_by_id(root_run_id)] + instance.get_runs(
+                filters=RunsFilter(tags={"dagster/root_run_id": root_run_id})
+            )
+            done = len(runs) == retries_allowed + 1 and all(run.status in TERMINAL_STATUSES for run in runs)
+            return runs if done else None
+
+        runs = poll("the daemon to retry the failed ingest run", every_attempt_failed, 2 * RUN_TIMEOUT_S, interval=1)
+    finally:
+        instance.dispose()
+
+    assert [run.status for run in runs] == [DagsterRunStatus.FAILURE] * (retries_allowed + 1)
+    assert sorted(run.tags.get("dagster/retry_number", "0") for run in runs) == [
+        str(n) for n in range(retries_allowed + 1)
+    ]
+    assert "landing files not found" in webserver.run_errors(runs[-1].run_id)
 
 
 def test_the_asset_graph_and_an_asset_page_render_in_headless_chromium(webserver, simulated_run, e2e_dir):
