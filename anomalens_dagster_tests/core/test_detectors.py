@@ -12,6 +12,7 @@ import pytest
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
+from anomalens_dagster.constants import DEFAULT_DBSCAN_EPS
 from anomalens_dagster.core.detectors import (
     DETECTOR_CLASSES,
     AutoencoderDetector,
@@ -301,6 +302,20 @@ def test_dbscan_fits_on_a_reproducible_sample_of_max_fit_rows(training):
     assert 0 < first.training_metrics_["n_core_samples"] <= 300
     np.testing.assert_array_equal(first.core_samples_, second.core_samples_)
     assert not np.array_equal(first.core_samples_, other_seed.core_samples_)
+
+
+def test_dbscan_default_min_samples_keeps_a_percent_or_two_of_alike_anomalies_noise():
+    # 1.5 % of the rows are near copies of one another, as the bursts of all episodes are: the
+    # default 2,000-row fit sample holds about 30 of them, a core sample for min_samples 20.
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(10_000, 2))
+    alike = np.array([6.0, 6.0]) + rng.normal(scale=0.01, size=(150, 2))
+    training = pd.DataFrame(np.vstack([normal, alike]), columns=["x", "y"])
+    default = DBSCANDetector(["x", "y"], eps=DEFAULT_DBSCAN_EPS, log_skewed=False).fit(training)
+    lower = DBSCANDetector(["x", "y"], eps=DEFAULT_DBSCAN_EPS, min_samples=20, log_skewed=False).fit(training)
+    assert default.predict(training)[-150:].all()
+    assert not lower.predict(training)[-150:].any()
+    assert default.predict(training)[:-150].mean() < 0.01
 
 
 def test_dbscan_derives_eps_from_the_k_distance_quantile_when_unset(training):

@@ -272,6 +272,7 @@ def test_a_day_with_a_single_event_gets_first_action_values(conn):
     assert row["failed_logins_in_last_15min_ip"] == 0
     assert row["actions_within_30s_ip"] == 1
     assert row["identical_actions_within_60s_ip"] == 1
+    assert row["identical_actions_within_10s_ip"] == 1
     assert row["failed_logins_within_15min_ip"] == 0
     assert row["seconds_to_nearest_activity_ip"] == NEAREST_ACTIVITY_CAP_SECONDS
     assert (row["session_action_count"], row["session_distinct_action_types"]) == (1, 1)
@@ -341,6 +342,26 @@ def test_every_row_of_a_failed_login_run_sees_the_whole_run(conn):
     }  # fmt: skip
     assert column(frame, "identical_actions_within_60s_ip") == {
         61: 5, 62: 5, 63: 5, 64: 5, 65: 5, 68: 1, 66: 1, 67: 1
+    }  # fmt: skip
+    assert column(frame, "identical_actions_within_10s_ip") == {
+        61: 4, 62: 5, 63: 5, 64: 5, 65: 4, 68: 1, 66: 1, 67: 1
+    }  # fmt: skip
+
+
+def test_the_10s_count_tells_the_smallest_bursts_from_a_shopper_repeating_an_action(conn):
+    t = MONDAY + timedelta(hours=12)
+    product = {"product_id": 7}
+    # The simulator's smallest, slowest burst: 5 identical actions 3 s apart ...
+    burst = [act(1 + k, t + timedelta(seconds=3 * k), "1.1.1.1", "view_product", product) for k in range(5)]
+    # ... and someone viewing one product again and again, 16 s apart.
+    shopper = [act(11 + k, t + timedelta(seconds=16 * k), "2.2.2.2", "view_product", product) for k in range(5)]
+    load_activities(conn, burst + shopper)
+    frame = features_by_id(conn, MONDAY, TUESDAY)
+    assert column(frame, "identical_actions_within_60s_ip") == {
+        1: 5, 2: 5, 3: 5, 4: 5, 5: 5, 11: 4, 12: 5, 13: 5, 14: 5, 15: 4
+    }  # fmt: skip
+    assert column(frame, "identical_actions_within_10s_ip") == {
+        1: 4, 2: 5, 3: 5, 4: 5, 5: 4, 11: 1, 12: 1, 13: 1, 14: 1, 15: 1
     }  # fmt: skip
 
 
@@ -449,6 +470,7 @@ def test_synthetic_history_features_are_finite_and_flag_every_burst_row(conn):
     bursts = frame["id"].isin([row["id"] for row in rows if row["session_id"].startswith("burst")])
     assert bursts.sum() >= 15
     assert (frame.loc[bursts, "identical_actions_within_60s_ip"] >= 5).all()
+    assert (frame.loc[bursts, "identical_actions_within_10s_ip"] >= 5).all()
     runs = frame["id"].isin([row["id"] for row in rows if row["session_id"].startswith("run")])
     assert (frame.loc[runs, "failed_logins_within_15min_ip"] >= 5).all()
 
@@ -482,6 +504,7 @@ def brute_force_window_features(rows: list[dict]) -> pd.DataFrame:
             "failed_logins_in_last_15min_ip": (same_ip & failed & (dt > -900 * us) & (dt <= 0)).sum(axis=1),
             "actions_within_30s_ip": (same_ip & (np.abs(dt) <= 30 * us)).sum(axis=1),
             "identical_actions_within_60s_ip": (identical & (np.abs(dt) <= 60 * us)).sum(axis=1),
+            "identical_actions_within_10s_ip": (identical & (np.abs(dt) <= 10 * us)).sum(axis=1),
             "failed_logins_within_15min_ip": (same_ip & failed & (np.abs(dt) <= 900 * us)).sum(axis=1),
             "seconds_to_nearest_activity_ip": nearest / us,
         },
