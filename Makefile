@@ -33,8 +33,11 @@ dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:3000, same insta
 validate: $(INSTALLED)  ## Load the code location the way `dagster dev` does
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-bench: $(INSTALLED)  ## Print the benchmark tables
+bench: $(INSTALLED)  ## Print the benchmark tables (several minutes; run with nothing else busy)
 	$(BIN)/python -m benchmarks.simulate
+	$(BIN)/python -m benchmarks.features
+	$(BIN)/python -m benchmarks.detectors
+	$(BIN)/python -m benchmarks.pipeline
 
 clean:
 	rm -rf data/anomalens.duckdb data/dagster_home
