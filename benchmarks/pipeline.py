@@ -72,11 +72,12 @@ def run(days: int) -> None:
 
 def step_timings(result, instance) -> list[tuple[str, float, int]]:
     """(step, seconds from start to end, rows written) per step, in execution order."""
-    # A range run reports one materialisation per partition, each with the row count of the whole
-    # range: count each asset once.
+    # A range run reports one materialisation per partition, each with the rows of the whole range
+    # (`rows_in_range`; `dagster/row_count` for unpartitioned assets): count each asset once.
     written: dict[str, dict[str, int]] = {}
     for event in result.get_asset_materialization_events():
-        row_count = event.materialization.metadata.get("dagster/row_count")
+        metadata = event.materialization.metadata
+        row_count = metadata.get("rows_in_range") or metadata.get("dagster/row_count")
         per_asset = written.setdefault(event.step_key, {})
         per_asset[event.asset_key.to_user_string()] = int(row_count.value) if row_count else 0
     stats = sorted(instance.get_run_step_stats(result.run_id), key=lambda stat: stat.start_time or 0)

@@ -127,7 +127,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
                 start,
                 end,
             )
-            metadata = table_metadata(conn, DETECTIONS_SCHEMA, table, preview, rows)
+            metadata = table_metadata(conn, DETECTIONS_SCHEMA, table, preview, rows, context.partition_keys)
         metadata.update(_detection_metadata(totals))
         metadata["model_versions"] = dg.MetadataValue.json({name: m.version for name, m in models.items()})
         return dg.MaterializeResult(metadata=metadata)
@@ -219,7 +219,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
             start,
             end,
         )
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALIES, preview, rows)
+        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALIES, preview, rows, context.partition_keys)
         counts = conn.execute(
             f"SELECT detector_name, severity, count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} "
             "WHERE event_timestamp >= $start AND event_timestamp < $end GROUP BY ALL",

@@ -45,7 +45,9 @@ def _materialize_features(
     with duckdb.get_connection() as conn:
         rows, preview = replace_window(conn, FEATURES_SCHEMA, table, compute(conn, start, end), time_column, start, end)
         context.log.info(f"wrote {rows} feature rows for [{start}, {end}) to {FEATURES_SCHEMA}.{table}")
-        return dg.MaterializeResult(metadata=table_metadata(conn, FEATURES_SCHEMA, table, preview, rows))
+        return dg.MaterializeResult(
+            metadata=table_metadata(conn, FEATURES_SCHEMA, table, preview, rows, context.partition_keys)
+        )
 
 
 @dg.asset(

@@ -146,7 +146,9 @@ def simulated_store_days(
             detail_keys_by_action=DETAIL_KEYS_BY_ACTION,
         )
         for table, rows in written.items():
-            metadata = table_metadata(conn, STORE_SCHEMA, table, getattr(first_batch[0], table), rows)
+            metadata = table_metadata(
+                conn, STORE_SCHEMA, table, getattr(first_batch[0], table), rows, context.partition_keys
+            )
             if table == SIMULATION_LABELS:
                 metadata.update(_anomaly_counts_by_kind(pd.concat(labels, ignore_index=True)))
             yield dg.MaterializeResult(asset_key=table, metadata=metadata)

@@ -33,6 +33,14 @@ def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(
         orders = conn.execute("SELECT count(*) FROM store.orders").fetchone()[0]
     assert len(features_of(db_path, "activity_features")) == activities
     assert len(features_of(db_path, "order_features")) == orders
+    # One materialisation per day, each carrying the range's figures: labelled as such, never as the day's size.
+    activity_events = [e for e in result.get_asset_materialization_events() if e.asset_key == activity_features.key]
+    assert len(activity_events) == 2
+    for event in activity_events:
+        metadata = event.materialization.metadata
+        assert "dagster/row_count" not in metadata
+        assert metadata["rows_in_range"].value == activities
+        assert metadata["range"].value.startswith("2026-03-01 .. 2026-03-02 (2 partitions")
 
 
 def test_a_day_materialised_alone_equals_the_same_day_from_a_range_run(duckdb_resource, db_path, small_simulation):
@@ -41,8 +49,13 @@ def test_a_day_materialised_alone_equals_the_same_day_from_a_range_run(duckdb_re
     dg.materialize(assets, resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
     from_range = {table: features_of(db_path, table) for table in ("activity_features", "order_features")}
 
+    day_rows = {}
     for day in ("2026-03-01", "2026-03-02"):
-        dg.materialize(assets, resources={"duckdb": duckdb_resource}, partition_key=day)
+        result = dg.materialize(assets, resources={"duckdb": duckdb_resource}, partition_key=day)
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == activity_features.key]
+        day_rows[day] = event.materialization.metadata["dagster/row_count"].value
 
     for table, expected in from_range.items():
         pd.testing.assert_frame_equal(features_of(db_path, table), expected)
+    assert sum(day_rows.values()) == len(from_range["activity_features"])
+    assert all(rows > 0 for rows in day_rows.values())
