@@ -15,6 +15,7 @@ import yaml
 
 from anomalens_dagster.configs import SettingsFileError, validate_settings
 from anomalens_dagster.constants import (
+    ANOMALIES,
     CONSOLIDATED_ANOMALIES,
     DEFAULT_DUCKDB_PATH,
     DEFAULT_LANDING_DIR,
@@ -112,49 +113,48 @@ def table_row_counts(db_path: Path) -> list[tuple[str, int]]:
 TOP_ANOMALIES = 10
 
 
-def store_summary_rows(db_path: Path) -> pd.DataFrame | None:
-    """The store_summary report table, or None before it was built."""
+def _report_frame(db_path: Path, sql: str, params: dict | None = None) -> pd.DataFrame | None:
+    """The rows of a query over the run's report tables, or None while a table it reads is not built yet."""
     with _connection(db_path) as conn:
         try:
-            return conn.execute(
-                f"SELECT table_name, rows, simulated_rows, landed_rows FROM {DETECTIONS_SCHEMA}.{STORE_SUMMARY}"
-            ).df()
+            return conn.execute(sql, params or {}).df()
         except duckdb.CatalogException:
             return None
+
+
+def store_summary_rows(db_path: Path) -> pd.DataFrame | None:
+    """The store_summary report table, or None before it was built."""
+    return _report_frame(
+        db_path, f"SELECT table_name, rows, simulated_rows, landed_rows FROM {DETECTIONS_SCHEMA}.{STORE_SUMMARY}"
+    )
 
 
 def top_anomalies(db_path: Path, limit: int = TOP_ANOMALIES) -> pd.DataFrame | None:
     """The suspicious entities with the highest ensemble score, with the ensemble's reason."""
-    with _connection(db_path) as conn:
-        try:
-            return conn.execute(
-                f"""SELECT c.entity_type, c.entity_id, c.overall_severity AS severity,
-                           round(c.ensemble_score, 2) AS ensemble, c.detectors,
-                           coalesce(a.description, '') AS reason
-                    FROM {DETECTIONS_SCHEMA}.{CONSOLIDATED_ANOMALIES} AS c
-                    LEFT JOIN {DETECTIONS_SCHEMA}.anomalies AS a
-                      ON a.entity_type = c.entity_type AND a.entity_id = c.entity_id AND a.detector_name = $ensemble
-                    ORDER BY c.ensemble_score DESC NULLS LAST, c.entity_type, c.entity_id
-                    LIMIT $limit""",
-                {"ensemble": DETECTOR_ENSEMBLE, "limit": limit},
-            ).df()
-        except duckdb.CatalogException:
-            return None
+    return _report_frame(
+        db_path,
+        f"""SELECT c.entity_type, c.entity_id, c.overall_severity AS severity,
+                   round(c.ensemble_score, 2) AS ensemble, c.detectors,
+                   coalesce(a.description, '') AS reason
+            FROM {DETECTIONS_SCHEMA}.{CONSOLIDATED_ANOMALIES} AS c
+            LEFT JOIN {DETECTIONS_SCHEMA}.{ANOMALIES} AS a
+              ON a.entity_type = c.entity_type AND a.entity_id = c.entity_id AND a.detector_name = $ensemble
+            ORDER BY c.ensemble_score DESC NULLS LAST, c.entity_type, c.entity_id
+            LIMIT $limit""",
+        {"ensemble": DETECTOR_ENSEMBLE, "limit": limit},
+    )
 
 
 def detection_quality(db_path: Path) -> pd.DataFrame | None:
     """The evaluation's headline rows (every anomaly kind pooled), or None before any evaluation."""
-    with _connection(db_path) as conn:
-        try:
-            return conn.execute(
-                f"""SELECT entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
-                           episode_recall, normal_flag_rate
-                    FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
-                    WHERE anomaly_kind = $all ORDER BY entity_type, detector""",
-                {"all": EVALUATION_ALL_KINDS},
-            ).df()
-        except duckdb.CatalogException:
-            return None
+    return _report_frame(
+        db_path,
+        f"""SELECT entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
+                   episode_recall, normal_flag_rate
+            FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
+            WHERE anomaly_kind = $all ORDER BY entity_type, detector""",
+        {"all": EVALUATION_ALL_KINDS},
+    )
 
 
 @click.group()
@@ -240,7 +240,7 @@ def ingest(landing: str | None, db: str | None) -> None:
 
     import dagster as dg
 
-    from anomalens_dagster.assets.landing import FILES_METADATA
+    from anomalens_dagster.assets.landing import FILES_METADATA, ingested_files
     from anomalens_dagster.definitions import defs
     from anomalens_dagster.jobs import ingest_job
 
@@ -251,7 +251,9 @@ def ingest(landing: str | None, db: str | None) -> None:
         raise_on_error=False,
     )
     fail_unless_succeeded(result, "ingest run")
-    files = pd.DataFrame(result.asset_materializations_for_node("ingested_files")[0].metadata[FILES_METADATA].value)
+    files = pd.DataFrame(
+        result.asset_materializations_for_node(ingested_files.op.name)[0].metadata[FILES_METADATA].value
+    )
     if files.empty:
         click.echo("No files in the landing zone.")
         return
