@@ -26,6 +26,7 @@ from anomalens_dagster.constants import ACTIVITY_FEATURES, FEATURES_SCHEMA, ORDE
 from anomalens_dagster.core.features import (
     ACTIVITY_COLUMNS,
     ACTIVITY_DTYPES,
+    DETAILS_JSON_PATHS_SQL,
     compute_order_features,
     iter_activity_features,
 )
@@ -98,12 +99,11 @@ def time_read_parse_write_floor(conn: duckdb.DuckDBPyConnection, start: dt.datet
     columns = ", ".join(
         f"{_FLOOR_EXPRESSIONS.get(name) or constant[ACTIVITY_DTYPES[name]]} AS {name}" for name in ACTIVITY_COLUMNS
     )
-    paths = "['$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url', '$.order_id']"
     with stopwatch() as seconds:
         rows = conn.execute(
             f"""CREATE OR REPLACE TABLE {FEATURES_SCHEMA}.read_parse_write_floor AS
                 SELECT {columns}
-                FROM (SELECT *, json_extract_string(details, {paths}) AS d FROM store.user_activities)
+                FROM (SELECT *, json_extract_string(details, {DETAILS_JSON_PATHS_SQL}) AS d FROM store.user_activities)
                 WHERE "timestamp" >= $start AND "timestamp" < $end""",
             {"start": start, "end": end},
         ).fetchone()[0]

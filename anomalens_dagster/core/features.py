@@ -162,6 +162,12 @@ ORDER_DTYPES: dict[str, str] = {
 
 # --- Windows -------------------------------------------------------------------------------------
 
+# The `details` fields the activity features read, as one DuckDB list so that each row's JSON is
+# parsed once; the context query reads them by position (d[1] is the order total, ...).
+DETAILS_JSON_PATHS_SQL = (
+    "['$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url', '$.order_id']"
+)
+
 # Rows per chunk of a long range: enough to amortise the per-chunk queries, few enough to keep the
 # memory bounded and the time linear (see the module docstring).
 ACTIVITY_CHUNK_ROWS = 1_000_000
@@ -276,13 +282,7 @@ WITH context AS (
     FROM (
         SELECT
             *,
-            json_extract_string(
-                details,
-                [
-                    '$.order_total', '$.quantity', '$.product_id', '$.query', '$.attempted_email', '$.url',
-                    '$.order_id',
-                ]
-            ) AS d
+            json_extract_string(details, {DETAILS_JSON_PATHS_SQL}) AS d
         FROM {_ACTIVITIES}
         WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {ACTIVITY_FEATURES_LOOKBACK_SECONDS} SECOND
           AND "timestamp" < $end::TIMESTAMP + INTERVAL {ACTIVITY_FEATURES_LOOKAHEAD_SECONDS} SECOND
