@@ -12,8 +12,9 @@ setup(
         "dagster>=1.13,<1.14",
         "dagster-webserver>=1.13,<1.14",
         "dagster-duckdb>=0.29",
-        # 1.1+: stable on-disk format; json_object/TRY_CAST used in the feature SQL.
-        "duckdb>=1.1",
+        # The 1.4 LTS line: the registry ships DuckDB's DuckLake/PostgreSQL extension packages only for
+        # 1.4.4, and 1.4 cannot open a file written by DuckDB 2.x (delete and rebuild such a file).
+        "duckdb==1.4.4",
         "faker>=30",
         # 2.2+: copy-on-write semantics the core relies on (never mutating inputs).
         "pandas>=2.2",
