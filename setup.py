@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="AnomaLens: anomaly detection for online stores, as a Dagster code location on DuckDB.",
     packages=find_packages(include=["anomalens_dagster", "anomalens_dagster.*"]),
-    package_data={"anomalens_dagster": ["py.typed"]},
+    package_data={"anomalens_dagster": ["py.typed", "dagster.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         # 1.13: `pool=` on assets, dg.Config/ConfigurableResource idioms, FreshnessPolicy.time_window.

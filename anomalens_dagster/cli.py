@@ -251,9 +251,12 @@ def ingest(landing: str | None, db: str | None) -> None:
         raise_on_error=False,
     )
     fail_unless_succeeded(result, "ingest run")
-    files = pd.DataFrame(
-        result.asset_materializations_for_node(ingested_files.op.name)[0].metadata[FILES_METADATA].value
-    )
+    (ingest_log,) = [
+        event
+        for event in result.asset_materializations_for_node(ingested_files.op.name)
+        if event.asset_key == ingested_files.key
+    ]
+    files = pd.DataFrame(ingest_log.metadata[FILES_METADATA].value)
     if files.empty:
         click.echo("No files in the landing zone.")
         return

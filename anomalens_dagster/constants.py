@@ -6,6 +6,8 @@ from __future__ import annotations
 DEFAULT_DUCKDB_PATH = "data/anomalens.duckdb"
 DUCKDB_PATH_ENV_VAR = "ANOMALENS_DUCKDB_PATH"
 DUCKDB_POOL = "duckdb"  # concurrency pool shared by every asset that touches the DuckDB file
+# Run tag of every run that writes the DuckDB file; the instance's run queue runs one such run at a time.
+DUCKDB_RUN_TAG = "anomalens/duckdb"
 
 # Landing zone: where store files arrive (see core/landing.py for the format).
 DEFAULT_LANDING_DIR = "data/landing"
@@ -35,8 +37,10 @@ REPORTS_GROUP = "reports"
 OPS_GROUP = "ops"
 
 # --- Automation ----------------------------------------------------------------------------------
-# Days a new model version re-scores, ending yesterday (the rescore_after_new_model_sensor).
+# Days a new model version re-scores by itself, ending today (declarative automation, automation.py).
 DEFAULT_RESCORE_DAYS = 7
+# When the detectors retrain by themselves: Mondays 00:30 UTC.
+WEEKLY_TRAINING_CRON = "30 0 * * 1"
 # "0" turns the daily simulation schedule off by default (a store fed by the landing zone only).
 DEMO_MODE_ENV_VAR = "ANOMALENS_DEMO_MODE"
 

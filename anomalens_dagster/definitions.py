@@ -57,4 +57,7 @@ defs = dg.Definitions(
     schedules=schedules,
     sensors=sensors,
     resources={"duckdb": duckdb_resource(), "landing": landing_zone_resource()},
+    # Every run in one process, whoever launches it (UI, daemon, `dagster job execute`): DuckDB steps
+    # run one at a time anyway (the `duckdb` pool), and a process per step cost 5-12 s each.
+    executor=dg.in_process_executor,
 )

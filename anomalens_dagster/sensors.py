@@ -1,29 +1,27 @@
-"""Sensors: new landing files, ingested days, new model versions and failed runs.
+"""Sensors: files landing and runs failing, the two events no asset's automation condition can see.
 
 How landed data reaches the detections: `landing_zone_sensor` launches `ingest_job` for new or
-changed files; when that run succeeds, `refresh_after_ingest_sensor` launches `detect_job` for every
-day the ingest changed and the day before it (a day's activity features look 15 minutes into the
-next day). A sensor rather than declarative automation, because the days come from the ingest's
-own metadata: Dagster cannot see which partitions a landed file touched.
+changed files; the ingest reports a materialisation of each store day it changed, and declarative
+automation (automation.py, evaluated by `automation_condition_sensor`) refreshes those days.
 """
 
-import datetime as dt
 import json
 import os
 
 import dagster as dg
 
-from anomalens_dagster.assets.landing import INGESTED_DAYS_METADATA, ingested_files
-from anomalens_dagster.assets.models import model_assets
-from anomalens_dagster.constants import DEFAULT_RESCORE_DAYS
+from anomalens_dagster.assets.landing import ingested_files
+from anomalens_dagster.automation import automation_condition_sensor
 from anomalens_dagster.core.landing import list_landing_files
-from anomalens_dagster.jobs import detect_job, full_pipeline_job, ingest_job
-from anomalens_dagster.partitions import daily_partitions
+from anomalens_dagster.jobs import ingest_job
 from anomalens_dagster.resources import LandingZone
 
-LANDING_SENSOR_INTERVAL_SECONDS = 30
+# Part of the latency from a file landing to its anomaly records (issue: within a minute); listing
+# a folder every 5 s costs nothing.
+LANDING_SENSOR_INTERVAL_SECONDS = 5
 
 
+# A sensor, not an automation condition: a file appearing in a folder is outside Dagster's asset graph.
 @dg.sensor(
     job=ingest_job,
     minimum_interval_seconds=LANDING_SENSOR_INTERVAL_SECONDS,
@@ -57,76 +55,6 @@ def _signature(path: os.PathLike) -> list[int]:
     return [stat.st_mtime_ns, stat.st_size]
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[ingest_job],
-    request_job=detect_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a successful ingest, re-computes features, scores and anomalies of the days it changed.",
-)
-def refresh_after_ingest_sensor(context: dg.RunStatusSensorContext):
-    days = ingested_days(context.instance, context.dagster_run.run_id)
-    if not days:
-        return dg.SkipReason(f"ingest run {context.dagster_run.run_id} loaded no rows")
-    affected = sorted({day for ingested in days for day in (ingested - dt.timedelta(days=1), ingested)})
-    valid = set(daily_partitions.get_partition_keys())
-    return [
-        dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{day}", partition_key=day.isoformat())
-        for day in affected
-        if day.isoformat() in valid
-    ]
-
-
-def ingested_days(instance: dg.DagsterInstance, run_id: str) -> list[dt.date]:
-    """The days whose store rows the ingest run changed, from its materialisation metadata."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    days: set[dt.date] = set()
-    for record in records:
-        materialization = record.event_log_entry.asset_materialization
-        if materialization is None or materialization.asset_key != ingested_files.key:
-            continue
-        value = materialization.metadata.get(INGESTED_DAYS_METADATA)
-        days.update(dt.date.fromisoformat(day) for day in (value.value if value is not None else []))
-    return sorted(days)
-
-
-MODEL_KEYS = [model.key for model in model_assets]
-
-
-@dg.sensor(
-    job=detect_job,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        f"When a model gets a new version outside the full pipeline (train_job, the UI), re-scores the last "
-        f"{DEFAULT_RESCORE_DAYS} days with it."
-    ),
-)
-def rescore_after_new_model_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    after = int(context.cursor) if context.cursor else 0
-    newest, trained = after, []
-    for key in MODEL_KEYS:
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=1, ascending=False
-        ).records
-        for record in records:
-            newest = max(newest, record.storage_id)
-            run = context.instance.get_run_by_id(record.run_id)
-            if run is None or run.job_name != full_pipeline_job.name:
-                trained.append(key.to_user_string())
-    if not trained:
-        return dg.SensorResult(skip_reason="no new model version since the last tick", cursor=str(newest))
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    days = [yesterday - dt.timedelta(days=offset) for offset in range(DEFAULT_RESCORE_DAYS)]
-    context.log.info(f"new versions of {sorted(trained)}: re-scoring {days[-1]} .. {days[0]}")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=f"rescore:{newest}:{day}", partition_key=day.isoformat()) for day in sorted(days)
-        ],
-        cursor=str(newest),
-    )
-
-
 @dg.run_failure_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Writes one clear log entry per failed run: the job, the run id, each failed step and its error.",
@@ -148,4 +76,4 @@ def _step_error(event: dg.DagsterEvent) -> str:
     return error.message.strip() if error is not None else ""
 
 
-sensors = [landing_zone_sensor, refresh_after_ingest_sensor, rescore_after_new_model_sensor, run_failure_log_sensor]
+sensors = [landing_zone_sensor, automation_condition_sensor, run_failure_log_sensor]

@@ -1,4 +1,4 @@
-"""Sensors and schedules: evaluated directly, on a real ephemeral instance where they read one."""
+"""Sensors, schedules and automation conditions: evaluated directly, on a real ephemeral instance."""
 
 from __future__ import annotations
 
@@ -14,17 +14,26 @@ import pytest
 
 from anomalens_dagster import schedules as schedules_module
 from anomalens_dagster.assets.landing import check_ingest_conserves_rows, ingested_files
-from anomalens_dagster.constants import DEFAULT_RESCORE_DAYS, DEMO_MODE_ENV_VAR
-from anomalens_dagster.definitions import defs
-from anomalens_dagster.jobs import full_pipeline_job, ingest_job, train_job
-from anomalens_dagster.resources import LandingZone
-from anomalens_dagster.sensors import (
-    MODEL_KEYS,
-    landing_zone_sensor,
-    refresh_after_ingest_sensor,
-    rescore_after_new_model_sensor,
-    run_failure_log_sensor,
+from anomalens_dagster.assets.models import model_assets
+from anomalens_dagster.constants import (
+    ACTIVITY_FEATURES,
+    ACTIVITY_SCORES,
+    ANOMALIES,
+    ANOMALY_SUMMARY,
+    CONSOLIDATED_ANOMALIES,
+    DEFAULT_RESCORE_DAYS,
+    DEMO_MODE_ENV_VAR,
+    DUCKDB_RUN_TAG,
+    ORDER_FEATURES,
+    ORDER_SCORES,
+    USER_ACTIVITIES,
 )
+from anomalens_dagster.definitions import defs
+from anomalens_dagster.jobs import ingest_job
+from anomalens_dagster.resources import LandingZone
+from anomalens_dagster.sensors import landing_zone_sensor, run_failure_log_sensor
+
+MODEL_KEYS = [model.key for model in model_assets]
 
 # --- landing_zone_sensor ---------------------------------------------------------------------------
 
@@ -142,7 +151,7 @@ def test_an_empty_or_missing_landing_zone_skips(tmp_path, no_duckdb, state):
     assert str(directory) in result.skip_reason.skip_message
 
 
-# --- refresh_after_ingest_sensor -------------------------------------------------------------------
+# --- declarative automation: what refreshes when ---------------------------------------------------
 
 
 def write_activities(path, timestamps: list[str]) -> None:
@@ -178,90 +187,112 @@ def instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def test_the_refresh_sensor_launches_detect_job():
-    assert refresh_after_ingest_sensor.job_name == "detect_job"
+class AutomationTicks:
+    """Successive evaluations of the code location's automation conditions, as the daemon's sensor makes them."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self.cursor = None
+
+    def tick(self) -> dg.EvaluateAutomationConditionsResult:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return result
 
 
-def test_a_successful_ingest_refreshes_its_day_and_the_day_before(instance, duckdb_resource, landing_dir):
-    write_activities(landing_dir / "user_activities-1.jsonl", ["2026-03-02T10:00:00Z", "2026-03-02T11:00:00Z"])
-    result = run_ingest_job(instance, duckdb_resource, landing_dir)
-
-    requests = refresh_after_ingest_sensor(run_status_context(instance, result, dg.DagsterEventType.RUN_SUCCESS))
-
-    assert [request.partition_key for request in requests] == ["2026-03-01", "2026-03-02"]
-    assert len({request.run_key for request in requests}) == 2
-    assert all(result.run_id in request.run_key for request in requests)
+def requested_days(result, asset: str) -> list[str]:
+    return sorted(result.get_requested_partitions(dg.AssetKey(asset)))
 
 
-def test_an_ingest_of_several_days_refreshes_each_once_and_not_before_the_first_partition(
-    instance, duckdb_resource, landing_dir
+def days_ago(days: int) -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
+
+
+@pytest.fixture
+def ticks_with_trained_models(instance) -> AutomationTicks:
+    """Automation ticks on an instance where every detector has a version, and nothing is pending."""
+    for key in MODEL_KEYS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+    ticks = AutomationTicks(instance)
+    ticks.tick()
+    assert ticks.tick().total_requested == 0
+    return ticks
+
+
+def test_a_file_of_events_three_days_old_refreshes_that_day_and_its_neighbours_only(
+    instance, ticks_with_trained_models, duckdb_resource, landing_dir
 ):
-    write_activities(
-        landing_dir / "user_activities-1.jsonl",
-        ["2026-01-01T08:00:00Z", "2026-03-02T10:00:00Z", "2026-03-03T10:00:00Z"],
-    )
-    result = run_ingest_job(instance, duckdb_resource, landing_dir)
-
-    requests = refresh_after_ingest_sensor(run_status_context(instance, result, dg.DagsterEventType.RUN_SUCCESS))
-
-    assert [request.partition_key for request in requests] == ["2026-01-01", "2026-03-01", "2026-03-02", "2026-03-03"]
-
-
-def test_an_ingest_that_loaded_nothing_skips(instance, duckdb_resource, landing_dir):
-    write_activities(landing_dir / "user_activities-1.jsonl", ["2026-03-02T10:00:00Z"])
+    day = days_ago(3)
+    write_activities(landing_dir / "user_activities-1.jsonl", [f"{day}T10:00:00Z", f"{day}T11:00:00Z"])
     run_ingest_job(instance, duckdb_resource, landing_dir)
-    again = run_ingest_job(instance, duckdb_resource, landing_dir)  # same content: a duplicate
 
-    outcome = refresh_after_ingest_sensor(run_status_context(instance, again, dg.DagsterEventType.RUN_SUCCESS))
+    result = ticks_with_trained_models.tick()
 
-    assert isinstance(outcome, dg.SkipReason)
-    assert again.run_id in outcome.skip_message
-
-
-# --- rescore_after_new_model_sensor ----------------------------------------------------------------
-
-
-def record_model_version(instance, job_name: str) -> dg.ExecuteInProcessResult:
-    """A new version of the first model, materialised by a stand-in job of that name (no training)."""
-
-    @dg.asset(key=MODEL_KEYS[0])
-    def model_version() -> None:
-        return None
-
-    stand_in = dg.Definitions(assets=[model_version], jobs=[dg.define_asset_job(job_name, selection=[MODEL_KEYS[0]])])
-    return stand_in.resolve_job_def(job_name).execute_in_process(instance=instance)
+    neighbours = [(day + dt.timedelta(days=offset)).isoformat() for offset in (-1, 0, 1)]
+    assert requested_days(result, USER_ACTIVITIES) == []
+    assert requested_days(result, ACTIVITY_FEATURES) == neighbours
+    assert requested_days(result, ACTIVITY_SCORES) == neighbours
+    assert requested_days(result, ANOMALIES) == neighbours
+    assert requested_days(result, ORDER_FEATURES) == []
+    assert result.get_num_requested(dg.AssetKey(CONSOLIDATED_ANOMALIES)) == 0  # waits for the days to be written
+    (store_day,) = instance.fetch_materializations(dg.AssetKey(USER_ACTIVITIES), limit=10).records
+    assert store_day.partition_key == day.isoformat()  # the ingest reported the day it changed, naming the file
+    assert store_day.asset_materialization.metadata["file"].value == "user_activities-1.jsonl"
+    assert ticks_with_trained_models.tick().total_requested == 0
 
 
-def test_a_model_version_from_train_job_rescores_the_last_days_then_the_next_tick_skips(instance):
-    record_model_version(instance, train_job.name)
+def test_todays_events_are_scored_today(instance, ticks_with_trained_models, duckdb_resource, landing_dir):
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None) - dt.timedelta(minutes=1)
+    write_activities(landing_dir / "user_activities-1.jsonl", [now.isoformat() + "Z"])
+    run_ingest_job(instance, duckdb_resource, landing_dir)
 
-    first = rescore_after_new_model_sensor(dg.build_sensor_context(instance=instance))
-    second = rescore_after_new_model_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    result = ticks_with_trained_models.tick()
 
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    expected = [(yesterday - dt.timedelta(days=offset)).isoformat() for offset in reversed(range(DEFAULT_RESCORE_DAYS))]
-    assert [request.partition_key for request in first.run_requests] == expected
-    assert len({request.run_key for request in first.run_requests}) == DEFAULT_RESCORE_DAYS
-    assert int(first.cursor) > 0
-    assert not second.run_requests and second.skip_reason is not None
-    assert second.cursor == first.cursor
+    assert now.date().isoformat() in requested_days(result, ANOMALIES)
 
 
-def test_a_model_version_reported_from_outside_any_run_rescores(instance):
+def test_a_new_model_version_rescores_the_last_days_once(instance, ticks_with_trained_models):
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=MODEL_KEYS[-1]))
 
-    result = rescore_after_new_model_sensor(dg.build_sensor_context(instance=instance))
+    first = ticks_with_trained_models.tick()
 
-    assert len(result.run_requests) == DEFAULT_RESCORE_DAYS
+    scores = ACTIVITY_SCORES if MODEL_KEYS[-1].path[0].startswith("activity") else ORDER_SCORES
+    expected = [days_ago(offset).isoformat() for offset in reversed(range(DEFAULT_RESCORE_DAYS))]
+    assert requested_days(first, scores) == expected
+    assert requested_days(first, ANOMALIES) == expected
+    assert ticks_with_trained_models.tick().total_requested == 0
 
 
-def test_a_model_version_from_the_full_pipeline_does_not_rescore_but_moves_the_cursor(instance):
-    record_model_version(instance, full_pipeline_job.name)
+def test_written_anomaly_records_refresh_the_consolidation_and_reports_on_the_next_tick(
+    instance, ticks_with_trained_models
+):
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=ANOMALIES, partition=days_ago(1).isoformat()))
 
-    result = rescore_after_new_model_sensor(dg.build_sensor_context(instance=instance))
+    result = ticks_with_trained_models.tick()
 
-    assert not result.run_requests and result.skip_reason is not None
-    assert int(result.cursor) > 0
+    assert result.get_num_requested(dg.AssetKey(CONSOLIDATED_ANOMALIES)) == 1
+    assert result.get_num_requested(dg.AssetKey(ANOMALY_SUMMARY)) == 1
+
+
+def test_detectors_never_trained_are_trained_once_features_are_written(instance):
+    ticks = AutomationTicks(instance)
+    ticks.tick()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=ACTIVITY_FEATURES, partition=days_ago(1).isoformat())
+    )
+
+    result = ticks.tick()
+
+    trained = {key for key in MODEL_KEYS if result.get_num_requested(key)}
+    assert trained == {key for key in MODEL_KEYS if key.path[0].startswith("activity")}
+
+
+def test_the_automation_sensor_runs_by_default_and_tags_its_runs_as_duckdb_writers():
+    sensor = defs.resolve_sensor_def("automation_condition_sensor")
+
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.run_tags[DUCKDB_RUN_TAG] == "writer"
+    assert sensor.minimum_interval_seconds <= 10
 
 
 # --- run_failure_log_sensor ------------------------------------------------------------------------
@@ -302,43 +333,16 @@ def schedule_def(name: str) -> dg.ScheduleDefinition:
     return defs.get_repository_def().get_schedule_def(name)
 
 
-def evaluate_schedule(name: str, at: dt.datetime) -> list[dg.RunRequest]:
-    schedule = schedule_def(name)
+def test_the_daily_simulation_simulates_the_day_that_just_ended():
+    schedule = schedule_def("daily_simulation_schedule")
+    at = dt.datetime(2026, 3, 5, 0, 15, tzinfo=dt.UTC)
+
     context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
-    return list(schedule.evaluate_tick(context).run_requests)
-
-
-@pytest.mark.parametrize(
-    ("name", "job_name", "at"),
-    [
-        ("daily_simulation_schedule", "simulate_job", dt.datetime(2026, 3, 5, 0, 15, tzinfo=dt.UTC)),
-        ("daily_detection_schedule", "detect_job", dt.datetime(2026, 3, 5, 1, 0, tzinfo=dt.UTC)),
-    ],
-)
-def test_a_daily_schedule_requests_the_day_that_just_ended(name, job_name, at):
-    (request,) = evaluate_schedule(name, at)
+    (request,) = schedule.evaluate_tick(context).run_requests
 
     assert request.partition_key == "2026-03-04"
-    assert schedule_def(name).job_name == job_name
-
-
-def test_the_daily_simulation_runs_before_the_daily_detection():
-    simulation = schedule_def("daily_simulation_schedule")
-    detection = schedule_def("daily_detection_schedule")
-
-    assert (simulation.cron_schedule, detection.cron_schedule) == ("15 0 * * *", "0 1 * * *")
-    assert simulation.execution_timezone == detection.execution_timezone == "UTC"
-
-
-def test_the_weekly_training_schedule_trains_on_mondays():
-    schedule = schedule_def("weekly_training_schedule")
-    monday = dt.datetime(2026, 3, 2, 0, 30, tzinfo=dt.UTC)
-
-    (request,) = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=monday)).run_requests
-
-    assert schedule.job_name == train_job.name
-    assert schedule.cron_schedule == "30 0 * * 1" and schedule.execution_timezone == "UTC"
-    assert request.partition_key is None
+    assert schedule.job_name == "simulate_job"
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("15 0 * * *", "UTC")
 
 
 @pytest.fixture
@@ -368,4 +372,3 @@ def test_the_daily_simulation_is_off_by_default_only_outside_demo_mode(
     module = reloaded_schedules()
 
     assert module.daily_simulation_schedule.default_status == status
-    assert module.daily_detection_schedule.default_status == dg.DefaultScheduleStatus.RUNNING

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from anomalens_dagster.constants import DUCKDB_RUN_TAG
 from anomalens_dagster.definitions import OPS_BY_SETTINGS_SECTION, defs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,17 +32,30 @@ def test_every_schedule_and_sensor_resolves_and_targets_a_defined_job():
     schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
 
-    assert set(schedules) == {"daily_simulation_schedule", "daily_detection_schedule", "weekly_training_schedule"}
-    assert set(sensors) == {
-        "landing_zone_sensor",
-        "refresh_after_ingest_sensor",
-        "rescore_after_new_model_sensor",
-        "run_failure_log_sensor",
-    }
+    assert set(schedules) == {"daily_simulation_schedule"}
+    assert set(sensors) == {"landing_zone_sensor", "automation_condition_sensor", "run_failure_log_sensor"}
     for schedule in schedules.values():
         assert schedule.job_name in job_names
     for sensor in sensors.values():
-        assert all(target.job_name in job_names for target in sensor.targets)
+        assert all(target.job_name in job_names for target in sensor.targets if target.has_job_def)
+
+
+def test_every_derived_asset_refreshes_by_an_automation_condition():
+    asset_graph = defs.get_repository_def().asset_graph
+    derived = [
+        key
+        for key in asset_graph.get_all_asset_keys()
+        if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
+    ]
+    assert len(derived) == 19
+    assert all(asset_graph.get(key).automation_condition is not None for key in derived)
+
+
+def test_every_job_runs_in_one_process_and_is_tagged_as_a_duckdb_writer():
+    for job in defs.get_repository_def().get_all_jobs():
+        assert job.executor_def.name == "in_process", job.name
+        if not job.name.startswith("__"):
+            assert job.tags.get(DUCKDB_RUN_TAG) == "writer", job.name
 
 
 def test_every_asset_check_targets_a_defined_asset():

@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from anomalens_dagster.assets.metadata import table_metadata
+from anomalens_dagster.automation import day_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     DUCKDB_POOL,
@@ -26,12 +27,14 @@ from anomalens_dagster.core.features import (
     iter_activity_features,
 )
 from anomalens_dagster.core.warehouse import replace_window
-from anomalens_dagster.partitions import daily_partitions, naive_utc_window
+from anomalens_dagster.partitions import checked_window, daily_partitions, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
-# A day's rolling windows read the previous day's last minutes (and the next day's first minutes
-# when they are already stored), so a day depends on its own partition and the one before.
-DAY_AND_DAY_BEFORE = dg.TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True)
+# A day's rolling windows read the previous day's last minutes and the next day's first minutes, so
+# a day depends on its own partition and its two neighbours: new rows of a day refresh all three.
+DAY_AND_NEIGHBOURS = dg.TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+)
 
 
 def _materialize_features(
@@ -55,9 +58,10 @@ def _materialize_features(
     group_name=FEATURES_GROUP,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_DAY_BEFORE)],
+    deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_NEIGHBOURS)],
     kinds={"duckdb", "numpy"},
     pool=DUCKDB_POOL,
+    automation_condition=day_refresh,
 )
 def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
@@ -70,10 +74,12 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
     group_name=FEATURES_GROUP,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    # The customer's usual amount looks at all of their earlier orders, hence the whole history.
-    deps=[dg.AssetDep(ORDERS, partition_mapping=dg.AllPartitionMapping()), ORDER_ITEMS],
+    # The customer's usual amount also reads their earlier orders; a day refreshes when its own orders
+    # or items change (mapping every earlier day would re-score the whole history on each delivery).
+    deps=[ORDERS, ORDER_ITEMS],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
+    automation_condition=day_refresh,
 )
 def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each order: amount, size, time, amount against its items and its customer."""
@@ -89,21 +95,24 @@ def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -
 # --- Asset checks -------------------------------------------------------------------------------
 
 
-def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefinition:
+def _non_finite_check(table: str, time_column: str, columns: Sequence[str]) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=table,
         name="check_features_are_finite",
-        description="No numeric feature is NULL, NaN or infinite.",
+        description="No numeric feature of the days the run wrote is NULL, NaN or infinite.",
         pool=DUCKDB_POOL,
         blocking=True,
     )
-    def check_features_are_finite(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
+    def check_features_are_finite(
+        context: dg.AssetCheckExecutionContext, duckdb: AnomaLensDuckDB
+    ) -> dg.AssetCheckResult:
         counts = ", ".join(
             f"count(*) FILTER (WHERE {column} IS NULL OR NOT isfinite(CAST({column} AS DOUBLE))) AS {column}"
             for column in columns
         )
+        where, window = _window_filter(context, time_column)
         with duckdb.get_connection() as conn:
-            row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table}").fetchone()
+            row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table} WHERE {where}", window).fetchone()
         bad = {column: int(count) for column, count in zip(columns, row, strict=True) if count}
         return dg.AssetCheckResult(
             passed=not bad,
@@ -116,29 +125,44 @@ def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefin
     return check_features_are_finite
 
 
+def _window_filter(context: dg.AssetCheckExecutionContext, time_column: str) -> tuple[str, dict]:
+    """A SQL condition (and its parameters) keeping the rows of the days the check's run wrote."""
+    window = checked_window(context)
+    if window is None:
+        return "true", {}
+    return f"{time_column} >= $start AND {time_column} < $end", {"start": window[0], "end": window[1]}
+
+
 def _one_row_per_source_row_check(
     table: str, time_column: str, source_table: str, source_time_column: str
 ) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=table,
         name="check_one_row_per_source_row",
-        description=f"Every day with features has exactly one feature row per {STORE_SCHEMA}.{source_table} row.",
+        description=(
+            f"Every day the run wrote has exactly one feature row per {STORE_SCHEMA}.{source_table} row of that day."
+        ),
         pool=DUCKDB_POOL,
         blocking=True,
     )
-    def check_one_row_per_source_row(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
+    def check_one_row_per_source_row(
+        context: dg.AssetCheckExecutionContext, duckdb: AnomaLensDuckDB
+    ) -> dg.AssetCheckResult:
+        where, window = _window_filter(context, time_column)
+        source_where, _ = _window_filter(context, source_time_column)
         with duckdb.get_connection() as conn:
             missing, extra, duplicated = conn.execute(
                 f"""WITH featured_days AS (
-                        SELECT DISTINCT CAST({time_column} AS DATE) AS day FROM {FEATURES_SCHEMA}.{table}),
+                        SELECT DISTINCT CAST({time_column} AS DATE) AS day FROM {FEATURES_SCHEMA}.{table} WHERE {where}),
                     source AS (
                         SELECT id FROM {STORE_SCHEMA}.{source_table}
-                        WHERE CAST({source_time_column} AS DATE) IN (SELECT day FROM featured_days)),
-                    features AS (SELECT id FROM {FEATURES_SCHEMA}.{table})
+                        WHERE {source_where} AND CAST({source_time_column} AS DATE) IN (SELECT day FROM featured_days)),
+                    features AS (SELECT id FROM {FEATURES_SCHEMA}.{table} WHERE {where})
                     SELECT
                         (SELECT count(*) FROM source WHERE id NOT IN (SELECT id FROM features)),
                         (SELECT count(*) FROM features WHERE id NOT IN (SELECT id FROM source)),
-                        (SELECT count(*) - count(DISTINCT id) FROM features)"""
+                        (SELECT count(*) - count(DISTINCT id) FROM features)""",
+                window,
             ).fetchone()
         return dg.AssetCheckResult(
             passed=missing == extra == duplicated == 0,
@@ -153,8 +177,8 @@ def _one_row_per_source_row_check(
 
 
 feature_checks = [
-    _non_finite_check(ACTIVITY_FEATURES, ACTIVITY_FEATURE_COLUMNS),
-    _non_finite_check(ORDER_FEATURES, ORDER_FEATURE_COLUMNS),
+    _non_finite_check(ACTIVITY_FEATURES, "timestamp", ACTIVITY_FEATURE_COLUMNS),
+    _non_finite_check(ORDER_FEATURES, "created_at", ORDER_FEATURE_COLUMNS),
     _one_row_per_source_row_check(ACTIVITY_FEATURES, "timestamp", USER_ACTIVITIES, "timestamp"),
     _one_row_per_source_row_check(ORDER_FEATURES, "created_at", ORDERS, "created_at"),
 ]

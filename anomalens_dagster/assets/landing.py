@@ -19,10 +19,10 @@ from anomalens_dagster.core.landing import (
     list_landing_files,
     move_to_quarantine,
 )
+from anomalens_dagster.partitions import daily_partitions
 from anomalens_dagster.resources import AnomaLensDuckDB, LandingZone
 
-# Metadata key listing the UTC days whose store rows an ingest changed (JSON list of ISO dates);
-# refresh_after_ingest_sensor re-computes those days downstream.
+# Metadata key listing the UTC days whose store rows an ingest changed (JSON list of ISO dates).
 INGESTED_DAYS_METADATA = "ingested_days"
 FILES_METADATA = "files"
 
@@ -55,6 +55,7 @@ def ingested_files(
             context.log.warning(f"{result.file}: quarantined to {moved}: {result.reason}")
     files = ingest_summary(results)
     context.log.info("\n" + (files.to_string(index=False) if len(files) else "no landing files"))
+    report_changed_store_days(context, results)
     days = sorted({day.isoformat() for result in results for day in result.days})
     return dg.MaterializeResult(
         metadata={
@@ -66,6 +67,35 @@ def ingested_files(
             "rows_rejected": int(files["rows_rejected"].sum()) if len(files) else 0,
         }
     )
+
+
+def report_changed_store_days(context: dg.AssetExecutionContext, results: list[FileIngest]) -> None:
+    """Record a materialisation of each store day a file added rows to (`orders`, `order_items`,
+    `user_activities`), naming the file: the UI shows when and by which file a day changed, and the
+    days downstream go stale and refresh by their automation condition."""
+    existing = set(daily_partitions.get_partition_keys())
+    for result in results:
+        if not result.rows_loaded:
+            continue
+        for day in result.days:
+            if day.isoformat() not in existing:
+                context.log.warning(
+                    f"{result.file}: rows of {day} are stored, but {day} is not a partition yet: they are scored "
+                    "when the day is materialised"
+                )
+                continue
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=result.kind,
+                    partition=day.isoformat(),
+                    description=f"rows landed from {result.file}",
+                    metadata={
+                        "file": result.file,
+                        "sha256": result.sha256,
+                        "rows_loaded_from_file": result.rows_loaded,
+                    },
+                )
+            )
 
 
 def ingest_summary(results: list[FileIngest]) -> pd.DataFrame:

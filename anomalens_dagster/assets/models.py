@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
+from anomalens_dagster.automation import model_retraining
 from anomalens_dagster.configs import ModelConfig
 from anomalens_dagster.constants import DETECTOR_NAMES, DUCKDB_POOL, ENTITY_TYPES, MODELS_GROUP
 from anomalens_dagster.core.detectors import make_detector
@@ -67,6 +68,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         deps=[entity.table],
         kinds={"duckdb", *DETECTOR_KINDS[detector]},
         pool=DUCKDB_POOL,
+        automation_condition=model_retraining,
     )
     def model(context: dg.AssetExecutionContext, config: ModelConfig, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:

@@ -21,7 +21,7 @@ rows_rejected`` for every file. The rules:
   in the store, then references, then duplicate ids): a malformed JSON line or a CSV record with
   the wrong number of fields, a missing required value, a value that is not an integer / number /
   timestamp / JSON object, a negative quantity, price or total, an unknown ``status`` or
-  ``action_type``, a timestamp before 2000-01-01 or more than a day after ``now``, an id already
+  ``action_type``, a timestamp before the first daily partition (``PARTITIONS_START_DATE``) or more than a day after ``now``, an id already
   in the store, a reference to a customer, product or order that neither the store nor the
   delivery's good rows hold, an id that an earlier good row of the delivery has (the reason names
   that row's line; files of a delivery count in the order given). One rejection per row keeps a
@@ -60,6 +60,7 @@ from anomalens_dagster.constants import (
     ORDER_ITEMS,
     ORDER_STATUSES,
     ORDERS,
+    PARTITIONS_START_DATE,
     PRODUCTS,
     USER_ACTIVITIES,
 )
@@ -91,7 +92,8 @@ STATUS_LOADED = "loaded"  # read and validated: its good rows loaded, its bad ro
 STATUS_QUARANTINED = "quarantined"  # unreadable as a whole: nothing loaded, the file is moved away
 STATUS_DUPLICATE = "duplicate"  # identical content was already loaded: nothing done
 
-EARLIEST_TIMESTAMP = dt.datetime(2000, 1, 1)
+# Rows before the first daily partition would load and never be scored: they are rejected.
+EARLIEST_TIMESTAMP = dt.datetime.fromisoformat(PARTITIONS_START_DATE)
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 # Landed sample rows take ids from the top tenth of each day's id range (`day_id_base`), which the
 # simulator never reaches (at most 5e7 activities a day), so sample and simulated rows never collide.
@@ -516,7 +518,11 @@ def _typed_column(column: _Column, text: pd.Series, present: np.ndarray, latest:
         values = parsed.dt.tz_convert(None).astype("datetime64[us]")
         problems.add(present & values.isna().to_numpy(), name, f"{name} is not an ISO 8601 timestamp")
         problems.add((values > latest).to_numpy(), name, f"{name} is in the future (after {latest.isoformat()} UTC)")
-        problems.add((values < EARLIEST_TIMESTAMP).to_numpy(), name, f"{name} is before {EARLIEST_TIMESTAMP.date()}")
+        problems.add(
+            (values < EARLIEST_TIMESTAMP).to_numpy(),
+            name,
+            f"{name} is before {EARLIEST_TIMESTAMP.date()}, the first day AnomaLens scores",
+        )
     elif column.type == _JSON_OBJECT:
         values, reasons = _parse_json_objects(text)
         problems.add(reasons.notna().to_numpy(), name, reasons.to_numpy())

@@ -75,7 +75,11 @@ def ingest(store: AnomaLensDuckDB, landing_dir: Path) -> dg.ExecuteInProcessResu
 
 
 def ingest_metadata(result: dg.ExecuteInProcessResult) -> dict:
-    (materialization,) = result.asset_materializations_for_node(ingested_files.op.name)
+    (materialization,) = [
+        event
+        for event in result.asset_materializations_for_node(ingested_files.op.name)
+        if event.asset_key == ingested_files.key
+    ]
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
