@@ -59,3 +59,47 @@ def test_a_day_materialised_alone_equals_the_same_day_from_a_range_run(duckdb_re
         pd.testing.assert_frame_equal(features_of(db_path, table), expected)
     assert sum(day_rows.values()) == len(from_range["activity_features"])
     assert all(rows > 0 for rows in day_rows.values())
+
+
+def land_activities_without_features(db_path, day: str, rows: int = 3) -> None:
+    """Rows of `day` loaded after its features were computed, as a landed file leaves them."""
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute(
+            """INSERT INTO store.user_activities (id, timestamp, action_type, source)
+               SELECT 999000000 + i, CAST($day AS TIMESTAMP) + INTERVAL 12 HOUR + i * INTERVAL 1 SECOND,
+                      'view_page', 'landed.jsonl'
+               FROM range($rows) AS t(i)""",
+            {"day": day, "rows": rows},
+        )
+
+
+def feature_check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_a_day_refreshed_while_the_next_day_has_rows_without_features_passes_its_checks(
+    duckdb_resource, db_path, small_simulation
+):
+    # As automation does it: new rows land on the second day, and the first day (whose windows
+    # reach into the second) re-runs first. Its checks judge the day it wrote, not the second day.
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+    dg.materialize([activity_features, order_features], resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
+    land_activities_without_features(db_path, "2026-03-02")
+
+    first_day = dg.materialize(
+        [activity_features, *feature_checks],
+        resources={"duckdb": duckdb_resource},
+        partition_key="2026-03-01",
+        selection=[activity_features.key],
+    )
+    whole_table = dg.materialize(
+        [activity_features, *feature_checks],
+        resources={"duckdb": duckdb_resource},
+        selection=dg.AssetSelection.checks_for_assets(activity_features),
+        raise_on_error=False,
+    )
+
+    assert first_day.success
+    assert set(feature_check_results(first_day).values()) == {True}
+    # Without a partition the check looks at every day, and sees the second day's missing features.
+    assert feature_check_results(whole_table)[("activity_features", "check_one_row_per_source_row")] is False
