@@ -17,7 +17,13 @@ import datetime as dt
 
 import dagster as dg
 
-from anomalens_dagster.constants import DEFAULT_RESCORE_DAYS, DUCKDB_RUN_TAG, MODELS_GROUP, WEEKLY_TRAINING_CRON
+from anomalens_dagster.constants import (
+    DEFAULT_RESCORE_DAYS,
+    DUCKDB_RUN_TAG,
+    MODELS_GROUP,
+    STORE_GROUP,
+    WEEKLY_TRAINING_CRON,
+)
 
 AutomationCondition = dg.AutomationCondition
 MODELS = dg.AssetSelection.groups(MODELS_GROUP)
@@ -41,21 +47,38 @@ def _idle() -> dg.AutomationCondition:
 
 # Any day, not only the latest: a file of events three days old re-scores that day. A dependency
 # requested in the same tick counts, so a day's features, scores and records run together.
-day_refresh = (
-    (
-        AutomationCondition.any_deps_updated().ignore(MODELS)
-        | (
-            AutomationCondition.any_deps_updated().allow(MODELS)
-            & AutomationCondition.in_latest_time_window(dt.timedelta(days=DEFAULT_RESCORE_DAYS))
-        )
-    ).since_last_handled()
-    & ~AutomationCondition.any_deps_missing().allow(MODELS)
-    & _idle()
-).with_label("refresh the day when its inputs change")
+_day_inputs_changed = (
+    AutomationCondition.any_deps_updated().ignore(MODELS)
+    | (
+        AutomationCondition.any_deps_updated().allow(MODELS)
+        & AutomationCondition.in_latest_time_window(dt.timedelta(days=DEFAULT_RESCORE_DAYS))
+    )
+).since_last_handled()
 
-summary_refresh = (_deps_written().since_last_handled() & _idle()).with_label(
-    "refresh after the days it summarises are written"
+features_refresh = (_day_inputs_changed & _idle()).with_label("refresh the day when its store rows change")
+
+# A new model re-scores only days that have features: the days of the window with no data stay unscored.
+scores_refresh = (_day_inputs_changed & ~AutomationCondition.any_deps_missing() & _idle()).with_label(
+    "score the day when its features or the models change"
 )
+
+# A day with activities but no orders has no order scores: records are written from what was scored.
+records_refresh = (
+    _day_inputs_changed
+    & ~AutomationCondition.all_deps_match(
+        AutomationCondition.missing() & ~AutomationCondition.will_be_requested()
+    ).with_label("nothing scored")
+    & _idle()
+).with_label("write the day's records when its scores change")
+
+STORE = dg.AssetSelection.groups(STORE_GROUP)
+
+# Store days always flow on into the scores and records, so reports that read those wait for them
+# instead of running on the store change alone (before any score exists).
+detection_summary_refresh = (_deps_written().ignore(STORE).since_last_handled() & _idle()).with_label(
+    "refresh after the days it summarises are scored"
+)
+store_summary_refresh = (_deps_written().since_last_handled() & _idle()).with_label("refresh after the store changes")
 
 model_retraining = (
     (

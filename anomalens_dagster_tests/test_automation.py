@@ -251,15 +251,22 @@ def test_todays_events_are_scored_today(instance, ticks_with_trained_models, duc
     assert now.date().isoformat() in requested_days(result, ANOMALIES)
 
 
-def test_a_new_model_version_rescores_the_last_days_once(instance, ticks_with_trained_models):
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=MODEL_KEYS[-1]))
+def test_a_new_model_version_rescores_the_recent_days_that_have_features_once(instance, ticks_with_trained_models):
+    model = MODEL_KEYS[-1]
+    entity = model.path[0].split("_")[0]
+    features, scores = (ACTIVITY_FEATURES, ACTIVITY_SCORES) if entity == "activity" else (ORDER_FEATURES, ORDER_SCORES)
+    featured = [days_ago(offset).isoformat() for offset in (DEFAULT_RESCORE_DAYS + 3, 5, 2, 1)]
+    for day in featured:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=features, partition=day))
+    ticks_with_trained_models.tick()  # the feature days themselves re-score, as a landed file would
+    assert ticks_with_trained_models.tick().total_requested == 0  # the daemon ticks every few seconds
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=model))
 
     first = ticks_with_trained_models.tick()
 
-    scores = ACTIVITY_SCORES if MODEL_KEYS[-1].path[0].startswith("activity") else ORDER_SCORES
-    expected = [days_ago(offset).isoformat() for offset in reversed(range(DEFAULT_RESCORE_DAYS))]
-    assert requested_days(first, scores) == expected
-    assert requested_days(first, ANOMALIES) == expected
+    # Of the last DEFAULT_RESCORE_DAYS days, those with features; days without data stay unscored.
+    assert requested_days(first, scores) == sorted(featured[1:])
+    assert requested_days(first, ANOMALIES) == sorted(featured[1:])
     assert ticks_with_trained_models.tick().total_requested == 0
 
 

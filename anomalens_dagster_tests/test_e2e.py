@@ -1,4 +1,4 @@
-"""End to end: the real webserver and daemon load the code location, run `simulate_job` and show the graph.
+"""End to end: the real webserver and daemon load the code location, run jobs, score a landed file and show the graph.
 
 Run alone with `.venv/bin/pytest -m e2e`. Screenshots land in the test's tmp folder and, when
 `ANOMALENS_SCREENSHOT_DIR` is set, are copied there too.
@@ -9,17 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import Page, sync_playwright
 
 from anomalens_dagster.assets.landing import ingested_files
 from anomalens_dagster.cli import RANGE_END_TAG, RANGE_START_TAG, run_config_for
 from anomalens_dagster.constants import (
+    ANOMALIES,
     CATEGORIES,
     CUSTOMERS,
     DUCKDB_PATH_ENV_VAR,
@@ -32,9 +34,10 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.landing import write_landing_sample
 from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
-from anomalens_dagster.jobs import UNATTENDED_RUN_RETRIES, ingest_job, simulate_job
+from anomalens_dagster.jobs import UNATTENDED_RUN_TAGS, detect_job, ingest_job, simulate_job
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 from anomalens_dagster_tests.e2e_support import (
     CHROMIUM_ARGS,
@@ -58,10 +61,14 @@ DAYS = (dt.date(2026, 3, 1), dt.date(2026, 3, 2))
 STARTUP_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
 SCREENSHOT_DIR_ENV_VAR = "ANOMALENS_SCREENSHOT_DIR"
-# The default multiprocess executor starts each of simulate_job's 13 steps (2 assets, 11 checks) in
-# its own process, one at a time on the `duckdb` pool: over 2 minutes here. In process it takes seconds,
-# and the run still goes through the daemon's queue and a run worker like any launched run.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+# After a delivery, the runs automation launches (ingest, then each day) end within this.
+SETTLE_TIMEOUT_S = 240
+ACTIVE_STATUSES = {
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+}
 UI_TIMEOUT_MS = 45_000
 GRAPH_NODES = "svg foreignObject"  # the lineage graph draws each node as HTML inside its SVG
 STORE_ASSETS = [CATEGORIES, PRODUCTS, CUSTOMERS, ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS]
@@ -121,7 +128,7 @@ def simulated_run(webserver) -> str:
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
     run_id = client.submit_job_execution(
         simulate_job.name,
-        run_config=IN_PROCESS | run_config_for({"simulation": SMALL_SIMULATION}),
+        run_config=run_config_for({"simulation": SMALL_SIMULATION}),
         tags={RANGE_START_TAG: DAYS[0].isoformat(), RANGE_END_TAG: DAYS[-1].isoformat()},
     )
     statuses: list[DagsterRunStatus] = []
@@ -159,15 +166,10 @@ query {
 def test_the_ui_lists_every_schedule_and_sensor_of_the_code_location(webserver):
     (repository,) = webserver.graphql(AUTOMATION_QUERY)["repositoriesOrError"]["nodes"]
 
-    assert {schedule["name"] for schedule in repository["schedules"]} == {
-        "daily_simulation_schedule",
-        "daily_detection_schedule",
-        "weekly_training_schedule",
-    }
-    assert {sensor["name"] for sensor in repository["sensors"]} >= {
+    assert {schedule["name"] for schedule in repository["schedules"]} == {"daily_simulation_schedule"}
+    assert {sensor["name"] for sensor in repository["sensors"]} == {
         "landing_zone_sensor",
-        "refresh_after_ingest_sensor",
-        "rescore_after_new_model_sensor",
+        "automation_condition_sensor",
         "run_failure_log_sensor",
     }
 
@@ -211,8 +213,8 @@ def test_a_run_launched_through_graphql_simulates_the_store_for_each_day(simulat
 def test_the_daemon_retries_a_failed_ingest_run(webserver, dagster_home):
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
     never_landed = {"ops": {ingested_files.op.name: {"config": {"files": ["never-landed.jsonl"]}}}}
-    root_run_id = client.submit_job_execution(ingest_job.name, run_config=IN_PROCESS | never_landed)
-    retries_allowed = int(UNATTENDED_RUN_RETRIES["dagster/max_retries"])
+    root_run_id = client.submit_job_execution(ingest_job.name, run_config=never_landed)
+    retries_allowed = int(UNATTENDED_RUN_TAGS["dagster/max_retries"])
     instance = DagsterInstance.from_config(str(dagster_home))
     try:
 
@@ -232,6 +234,84 @@ def test_the_daemon_retries_a_failed_ingest_run(webserver, dagster_home):
         str(n) for n in range(retries_allowed + 1)
     ]
     assert "landing files not found" in webserver.run_errors(runs[-1].run_id)
+
+
+class SettledRuns:
+    """A poll probe: every run, once none has been queued or in progress for `quiet_seconds`
+    (automation ticks every 5 s, so a quiet spell shorter than that proves nothing)."""
+
+    def __init__(self, instance: DagsterInstance, quiet_seconds: float = 12) -> None:
+        self.instance = instance
+        self.quiet_seconds = quiet_seconds
+        self.quiet_since: float | None = None
+
+    def __call__(self) -> list | None:
+        runs = self.instance.get_runs()
+        now = time.monotonic()
+        if any(run.status in ACTIVE_STATUSES for run in runs):
+            self.quiet_since = None
+            return None
+        self.quiet_since = self.quiet_since or now
+        return runs if now - self.quiet_since >= self.quiet_seconds else None
+
+
+def check_failures(instance: DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [record.event_log_entry.dagster_event.event_specific_data for record in records]
+    return [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+
+
+@pytest.mark.timeout(2 * SETTLE_TIMEOUT_S + 60)
+def test_a_file_dropped_in_the_landing_zone_is_ingested_and_scored_by_successful_runs_only(
+    webserver, simulated_run, dagster_home, e2e_dir, db_file
+):
+    instance = DagsterInstance.from_config(str(dagster_home))
+    try:
+        # The simulated days first refresh by themselves: features, detectors trained, scores, reports.
+        before = poll("the runs after the simulation to settle", SettledRuns(instance), SETTLE_TIMEOUT_S, 1)
+        today = dt.datetime.now(dt.UTC).date()
+        staging = e2e_dir / "staging"
+        for path in write_landing_sample(staging, [today]):
+            path.rename(e2e_dir / "landing" / path.name)  # whole files appear at once, as a delivery should
+
+        after = poll("the runs after the delivery to settle", SettledRuns(instance), SETTLE_TIMEOUT_S, 1)
+        new_runs = [run for run in after if run.run_id not in {old.run_id for old in before}]
+        jobs = sorted({run.job_name for run in new_runs})
+        failed = {run.run_id: check_failures(instance, run.run_id) for run in new_runs}
+        scored = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(ANOMALIES), asset_partitions=[today.isoformat()]), limit=1
+        ).records
+    finally:
+        instance.dispose()
+
+    assert ingest_job.name in jobs and len(new_runs) >= 2, jobs
+    assert [run.status for run in new_runs] == [DagsterRunStatus.SUCCESS] * len(new_runs), "\n".join(
+        webserver.run_errors(run.run_id) for run in new_runs if run.status != DagsterRunStatus.SUCCESS
+    )
+    assert not any(failed.values()), failed
+    assert scored, f"no anomaly records written for {today} by {jobs}"
+    with duckdb.connect(str(db_file), read_only=True) as conn:
+        (scored_rows,) = conn.execute(
+            "SELECT count(*) FROM detections.activity_scores WHERE CAST(timestamp AS DATE) = $day", {"day": today}
+        ).fetchone()
+    assert scored_rows > 0
+
+
+def test_a_one_day_detect_job_launched_through_graphql_succeeds_in_one_process(webserver, simulated_run, dagster_home):
+    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
+    run_id = client.submit_job_execution(detect_job.name, tags={"dagster/partition": DAYS[-1].isoformat()})
+
+    status = poll(
+        f"detect run {run_id}", lambda: s if (s := client.get_run_status(run_id)) in TERMINAL_STATUSES else None, 180, 1
+    )
+
+    assert status == DagsterRunStatus.SUCCESS, webserver.run_errors(run_id)
+    instance = DagsterInstance.from_config(str(dagster_home))
+    try:
+        texts = [event.user_message for event in instance.all_logs(run_id)]
+    finally:
+        instance.dispose()
+    assert any(text.startswith("Executing steps in process") for text in texts)
 
 
 def test_the_asset_graph_and_an_asset_page_render_in_headless_chromium(webserver, simulated_run, e2e_dir):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.assets.models import model_asset_name
-from anomalens_dagster.automation import day_refresh, summary_refresh
+from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
 from anomalens_dagster.configs import ClearAnomaliesConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
@@ -112,7 +112,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         deps=[entity.table, *(model_asset_name(name, entity_type) for name in DETECTOR_NAMES)],
         kinds={"duckdb", "sklearn", "tensorflow"},
         pool=DUCKDB_POOL,
-        automation_condition=day_refresh,
+        automation_condition=scores_refresh,
     )
     def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
         start, end = naive_utc_window(context)
@@ -208,7 +208,7 @@ def _daily_anomalies(
     deps=[activity_scores.key, order_scores.key],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=day_refresh,
+    automation_condition=records_refresh,
 )
 def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     start, end = naive_utc_window(context)
@@ -248,7 +248,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     deps=[anomalies.key],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=detection_summary_refresh,
 )
 def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:

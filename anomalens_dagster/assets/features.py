@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 
 from anomalens_dagster.assets.metadata import table_metadata
-from anomalens_dagster.automation import day_refresh
+from anomalens_dagster.automation import features_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     DUCKDB_POOL,
@@ -61,7 +61,7 @@ def _materialize_features(
     deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_NEIGHBOURS)],
     kinds={"duckdb", "numpy"},
     pool=DUCKDB_POOL,
-    automation_condition=day_refresh,
+    automation_condition=features_refresh,
 )
 def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
@@ -79,7 +79,7 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
     deps=[ORDERS, ORDER_ITEMS],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=day_refresh,
+    automation_condition=features_refresh,
 )
 def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each order: amount, size, time, amount against its items and its customer."""

@@ -13,7 +13,7 @@ from duckdb import DuckDBPyConnection
 from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog
-from anomalens_dagster.automation import summary_refresh
+from anomalens_dagster.automation import detection_summary_refresh, store_summary_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_SCORES,
     ACTIVITY_TIMELINE,
@@ -72,7 +72,7 @@ def replace_report_table(
     deps=[activity_scores.key, order_scores.key, SIMULATION_LABELS],
     kinds={"duckdb", "sklearn"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=detection_summary_refresh,
 )
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     evaluation, metadata = replace_report_table(
@@ -101,7 +101,7 @@ STORE_ASSET_KEYS = [*store_catalog.keys, *simulated_store_days.keys]
     deps=STORE_ASSET_KEYS,
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=store_summary_refresh,
 )
 def store_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     summary, metadata = replace_report_table(duckdb, STORE_SUMMARY, summarise_store)
@@ -117,7 +117,7 @@ def store_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     deps=[*simulated_store_days.keys, activity_scores.key],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=detection_summary_refresh,
 )
 def activity_timeline(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     timeline, metadata = replace_report_table(duckdb, ACTIVITY_TIMELINE, summarise_activity_timeline)
@@ -133,7 +133,7 @@ def activity_timeline(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     deps=[anomalies.key],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=detection_summary_refresh,
 )
 def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     summary, metadata = replace_report_table(duckdb, ANOMALY_SUMMARY, summarise_anomalies)
@@ -154,7 +154,7 @@ def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     deps=[activity_scores.key, order_scores.key, consolidated_anomalies.key, detector_evaluation.key],
     kinds={"duckdb", "html"},
     pool=DUCKDB_POOL,
-    automation_condition=summary_refresh,
+    automation_condition=detection_summary_refresh,
 )
 def anomaly_report(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:
