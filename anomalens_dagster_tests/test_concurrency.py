@@ -38,6 +38,7 @@ from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
 from anomalens_dagster.resources import LOCK_ERROR, AnomaLensDuckDB
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
+from anomalens_dagster_tests.e2e_support import dagster_service, poll
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_DAY, LAST_DAY = "2026-03-01", "2026-03-14"
@@ -46,6 +47,9 @@ DAY_TABLES = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS)
 CATALOG_TABLES = (CATEGORIES, PRODUCTS, CUSTOMERS)
 LOCK_MESSAGES = (LOCK_ERROR, "Conflicting lock")
 CLI_TIMEOUT_SECONDS = 240
+# Runs execute in one process now, so a small store is written in about a second: a busier one keeps
+# the first run writing while the second starts.
+BUSY_SIMULATION = {**SMALL_SIMULATION, "activities_per_day": 20_000, "orders_per_day": 1_000}
 
 
 @pytest.fixture
@@ -61,7 +65,7 @@ def instance(tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
 def start_materialize(log_path: Path, select: tuple[str, ...], op_name: str, *partition_args: str) -> subprocess.Popen:
     """`dagster asset materialize` in its own process (and session), as a user starts it."""
     dagster = str(Path(sys.executable).with_name("dagster"))
-    run_config = {"ops": {op_name: {"config": SMALL_SIMULATION}}}
+    run_config = {"ops": {op_name: {"config": BUSY_SIMULATION}}}
     with log_path.open("w") as log:
         return subprocess.Popen(
             [dagster, "asset", "materialize", "-m", "anomalens_dagster.definitions", "--select", ",".join(select)]
@@ -71,6 +75,11 @@ def start_materialize(log_path: Path, select: tuple[str, ...], op_name: str, *pa
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def started_run(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A run of the instance that is executing now, if any."""
+    return next(iter(instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))), None)
 
 
 def wait_all(processes: dict[str, subprocess.Popen], deadline: float) -> None:
@@ -115,7 +124,7 @@ def store_rows(database: str | Path) -> dict[str, list[tuple]]:
 
 def single_process_store(database: Path) -> dict[str, list[tuple]]:
     """The same catalog and days, built by one in-process run with nothing else running."""
-    simulation = {"config": SMALL_SIMULATION}
+    simulation = {"config": BUSY_SIMULATION}
     result = dg.materialize(
         [store_catalog, simulated_store_days],
         resources={"duckdb": AnomaLensDuckDB(database=str(database))},
@@ -130,8 +139,8 @@ def single_process_store(database: Path) -> dict[str, list[tuple]]:
 @pytest.mark.timeout(CLI_TIMEOUT_SECONDS + 60)
 def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock_failure(instance, tmp_path):
     # The backfill is one run over the 14 days, as the UI launches it (the daily store assets have a
-    # single-run backfill policy); the multiprocess executor runs the simulation, then the checks of
-    # the four tables two at a time. Meanwhile a second run rebuilds the catalog and checks it.
+    # single-run backfill policy), executed in its process step after step. Once it has started, a
+    # second run rebuilds the catalog and checks it.
     processes = {
         "backfill": start_materialize(
             tmp_path / "backfill.log",
@@ -139,9 +148,10 @@ def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock
             simulated_store_days.op.name,
             "--partition-range",
             f"{FIRST_DAY}...{LAST_DAY}",
-        ),
-        "catalog": start_materialize(tmp_path / "catalog.log", CATALOG_TABLES, store_catalog.op.name),
+        )
     }
+    poll("the backfill run to start", lambda: started_run(instance), CLI_TIMEOUT_SECONDS)
+    processes["catalog"] = start_materialize(tmp_path / "catalog.log", CATALOG_TABLES, store_catalog.op.name)
     wait_all(processes, deadline=time.monotonic() + CLI_TIMEOUT_SECONDS)
     for name, process in processes.items():
         assert process.returncode == 0, (tmp_path / f"{name}.log").read_text()[-4_000:]
@@ -153,9 +163,7 @@ def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock
     (backfill,) = [r for r in records if r.dagster_run.tags.get("dagster/asset_partition_range_end") == LAST_DAY]
     assert backfill.dagster_run.tags["dagster/asset_partition_range_start"] == FIRST_DAY
     for run_id in run_ids:
-        assert any(
-            text.startswith("Executing steps using multiprocess executor") for text in event_texts(instance, run_id)
-        )
+        assert any(text.startswith("Executing steps in process") for text in event_texts(instance, run_id))
 
     # No step failed, was retried or waited on the file's lock (the resource logs every wait).
     for run_id in run_ids:
@@ -204,6 +212,78 @@ def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock
     for table in (*CATALOG_TABLES, *DAY_TABLES):
         assert len(written[table]) == len(expected[table]) > 0, table
         assert written[table] == expected[table], f"{STORE_SCHEMA}.{table} differs from a single-process build"
+
+
+QUEUED_DAYS = ("2026-03-01", "2026-03-14")
+CLI_DAYS = ("2026-03-15", "2026-03-21")
+
+
+def range_tags(days: tuple[str, str]) -> str:
+    return json.dumps({"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(CLI_TIMEOUT_SECONDS + 120)
+def test_a_queued_run_and_a_cli_run_at_the_same_time_meet_no_lock(instance, tmp_path):
+    # The queued run goes through the instance's run queue and the daemon's run worker, as the UI
+    # and automation launch runs; `dagster job execute` bypasses the queue, as `anomalens run` does.
+    simulation = json.dumps(
+        {"ops": {op: {"config": BUSY_SIMULATION} for op in (store_catalog.op.name, simulated_store_days.op.name)}}
+    )
+    config_file = tmp_path / "simulation.json"  # `dagster job execute` reads config from files only
+    config_file.write_text(simulation)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    env = {**os.environ, DAGSTER_HOME_ENV_VAR: str(instance.root_directory)}
+    with dagster_service("dagster-daemon", ["run", "-w", "workspace.yaml"], env, tmp_path) as daemon:
+        launch = subprocess.run(
+            [dagster, "job", "launch", "-w", "workspace.yaml", "-j", "simulate_job"]
+            + ["--tags", range_tags(QUEUED_DAYS), "--config-json", simulation],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert launch.returncode == 0, launch.stdout + launch.stderr
+        poll("the queued run to start", lambda: started_run(instance), CLI_TIMEOUT_SECONDS)
+        cli = subprocess.run(
+            [dagster, "job", "execute", "-m", "anomalens_dagster.definitions", "-j", "simulate_job"]
+            + ["--tags", range_tags(CLI_DAYS), "--config", str(config_file)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_SECONDS,
+        )
+        assert cli.returncode == 0, cli.stdout[-4000:] + cli.stderr[-4000:]
+
+        def both_finished() -> list | None:
+            records = [r for r in instance.get_run_records() if r.dagster_run.job_name == "simulate_job"]
+            done = len(records) == 2 and all(r.dagster_run.is_finished for r in records)
+            return records if done else None
+
+        records = poll("the queued and the CLI run to finish", both_finished, CLI_TIMEOUT_SECONDS)
+        every_run = [record.dagster_run.run_id for record in instance.get_run_records()]
+
+    statuses = {
+        record.dagster_run.tags["dagster/asset_partition_range_start"]: record.dagster_run.status for record in records
+    }
+    assert statuses == {QUEUED_DAYS[0]: dg.DagsterRunStatus.SUCCESS, CLI_DAYS[0]: dg.DagsterRunStatus.SUCCESS}, (
+        daemon.log_tail()
+    )
+    (queued,) = [r for r in records if r.dagster_run.tags["dagster/asset_partition_range_start"] == QUEUED_DAYS[0]]
+    assert queued.dagster_run.tags.get("anomalens/duckdb") == "writer"  # the tag the run queue limits
+    (first_start, first_end), (second_start, second_end) = [(r.start_time, r.end_time) for r in records]
+    assert first_start < second_end and second_start < first_end, "the runs did not overlap"
+    # Neither run, nor any run automation started meanwhile, waited on the file's lock.
+    for run_id in every_run:
+        met_lock = [text for text in event_texts(instance, run_id) if any(m in text for m in LOCK_MESSAGES)]
+        assert not met_lock, f"run {run_id} met the DuckDB lock: {met_lock[:3]}"
+    with duckdb.connect(os.environ[DUCKDB_PATH_ENV_VAR], read_only=True) as conn:
+        (days,) = conn.execute(
+            f"SELECT count(DISTINCT CAST(created_at AS DATE)) FROM {STORE_SCHEMA}.{ORDERS}"
+        ).fetchone()
+    assert days == 21
 
 
 # --- The resource's connect retry -----------------------------------------------------------------
