@@ -134,7 +134,8 @@ def test_a_column_whose_new_values_do_not_fit_its_stored_type_is_an_error_and_no
     conn = duckdb.connect()
     write_day(conn, [1], count=[3])
 
-    with pytest.raises(SchemaMigrationError, match=r"features\.t: count is BIGINT, the new rows have DOUBLE.*new column"):
+    retyped = r"features\.t: count is BIGINT, the new rows have DOUBLE.*give the new values a new column name"
+    with pytest.raises(SchemaMigrationError, match=retyped):
         write_day(conn, [2], day=NEXT_DAY, count=[2.5], extra_feature=[1.0])
 
     assert columns(conn) == ["id", "timestamp", "count"]
