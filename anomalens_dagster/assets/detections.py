@@ -32,6 +32,7 @@ from anomalens_dagster.constants import (
     USER_ACTIVITIES,
 )
 from anomalens_dagster.core.anomalies import (
+    ANOMALY_DTYPES,
     build_anomalies,
     consolidate,
     explain_flagged,
@@ -40,9 +41,15 @@ from anomalens_dagster.core.anomalies import (
 )
 from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
-from anomalens_dagster.core.scoring import ScoringModel, score_rows
+from anomalens_dagster.core.scoring import ScoringModel, score_rows, scores_dtypes
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import replace_table, replace_window, table_exists, transaction
+from anomalens_dagster.core.warehouse import (
+    replace_table,
+    replace_window,
+    table_exists,
+    table_shape_version,
+    transaction,
+)
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -109,6 +116,8 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[entity.table, *(model_asset_name(name, entity_type) for name in DETECTOR_NAMES)],
+        # Derived from the columns, so days written before a column change read as stale (`anomalens rebuild`).
+        code_version=table_shape_version(scores_dtypes(f"{entity_type}_id", entity.time_column)),
         kinds={"duckdb", "sklearn", "tensorflow"},
         pool=DUCKDB_POOL,
     )
@@ -204,6 +213,7 @@ def _daily_anomalies(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[activity_scores.key, order_scores.key],
+    code_version=table_shape_version(ANOMALY_DTYPES),
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
 )

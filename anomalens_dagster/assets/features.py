@@ -20,12 +20,14 @@ from anomalens_dagster.constants import (
     USER_ACTIVITIES,
 )
 from anomalens_dagster.core.features import (
+    ACTIVITY_DTYPES,
     ACTIVITY_FEATURE_COLUMNS,
+    ORDER_DTYPES,
     ORDER_FEATURE_COLUMNS,
     compute_order_features,
     iter_activity_features,
 )
-from anomalens_dagster.core.warehouse import replace_window
+from anomalens_dagster.core.warehouse import replace_window, table_shape_version
 from anomalens_dagster.partitions import daily_partitions, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -56,6 +58,8 @@ def _materialize_features(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_DAY_BEFORE)],
+    # Derived from the columns, so days written before a column change read as stale (`anomalens rebuild`).
+    code_version=table_shape_version(ACTIVITY_DTYPES),
     kinds={"duckdb", "numpy"},
     pool=DUCKDB_POOL,
 )
@@ -72,6 +76,7 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
     backfill_policy=dg.BackfillPolicy.single_run(),
     # The customer's usual amount looks at all of their earlier orders, hence the whole history.
     deps=[dg.AssetDep(ORDERS, partition_mapping=dg.AllPartitionMapping()), ORDER_ITEMS],
+    code_version=table_shape_version(ORDER_DTYPES),
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
 )
