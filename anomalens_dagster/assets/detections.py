@@ -79,10 +79,22 @@ def _daily_scores(
     end: datetime,
     totals: dict[str, list[int]],
 ) -> Iterator[pd.DataFrame]:
-    """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector."""
+    """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector.
+
+    A day whose feature rows miss a detector feature (stored before the column was added, and not
+    rebuilt since) fails the run, naming the command that rebuilds it: scoring only its complete
+    rows would silently leave entities unscored, and scoring NULLs would give meaningless scores.
+    """
     for day in days_in_window(start, end):
         day_start = datetime.combine(day, datetime.min.time())
-        features = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1)).frame
+        sample = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1))
+        if sample.rows_missing_features:
+            raise dg.Failure(
+                f"{sample.rows_missing_features} {entity.entity_type} rows of {day} in {entity.qualified_table} miss "
+                f"a detector feature (written before the column was added): run `anomalens rebuild {entity.table} "
+                f"--from {day} --to {day}`, then score the day again"
+            )
+        features = sample.frame
         scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
         for detector, flags in scores.groupby("detector")["is_anomaly"]:
             tally = totals.setdefault(str(detector), [0, 0])
