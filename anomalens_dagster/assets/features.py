@@ -98,23 +98,32 @@ def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefin
     @dg.asset_check(
         asset=table,
         name="check_features_are_finite",
-        description="No numeric feature is NULL, NaN or infinite.",
+        description=(
+            "No numeric feature is NaN or infinite (an error), nor NULL (a warning: rows of days stored before "
+            "the feature's column was added, until `anomalens rebuild`)."
+        ),
         pool=DUCKDB_POOL,
         blocking=True,
     )
     def check_features_are_finite(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
         counts = ", ".join(
-            f"count(*) FILTER (WHERE {column} IS NULL OR NOT isfinite(CAST({column} AS DOUBLE))) AS {column}"
+            f"count(*) FILTER (WHERE {column} IS NULL), count(*) FILTER (WHERE NOT isfinite(CAST({column} AS DOUBLE)))"
             for column in columns
         )
         with duckdb.get_connection() as conn:
             row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table}").fetchone()
-        bad = {column: int(count) for column, count in zip(columns, row, strict=True) if count}
+        missing = {column: int(count) for column, count in zip(columns, row[0::2], strict=True) if count}
+        bad = {column: int(count) for column, count in zip(columns, row[1::2], strict=True) if count}
         return dg.AssetCheckResult(
-            passed=not bad,
+            passed=not bad and not missing,
+            # NULLs are stale days kept by a migration, which training skips and scoring refuses: worth
+            # a warning, not blocking the days that are up to date.
+            severity=dg.AssetCheckSeverity.ERROR if bad else dg.AssetCheckSeverity.WARN,
             metadata={
                 "non_finite_values": dg.MetadataValue.int(sum(bad.values())),
+                "missing_values": dg.MetadataValue.int(sum(missing.values())),
                 **{f"bad/{c}": n for c, n in bad.items()},
+                **{f"missing/{c}": n for c, n in missing.items()},
             },
         )
 
