@@ -114,3 +114,18 @@ def test_export_sample_then_ingest_prints_every_file_with_rows_in_loaded_rejecte
     with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as conn:
         logged = conn.execute("SELECT count(*) FROM ops.ingested_files").fetchone()[0]
     assert logged == len(files)
+
+
+def test_rebuild_of_an_unknown_asset_lists_the_rebuildable_ones(tmp_path, isolated_env):
+    result = CliRunner().invoke(main, ["rebuild", "order_featurs", "--db", str(tmp_path / "shop.duckdb")])
+
+    assert result.exit_code == 2
+    assert "unknown asset 'order_featurs'" in result.output
+    assert "activity_features, activity_scores, anomalies, order_features, order_scores" in result.output
+
+
+def test_rebuild_of_an_asset_without_daily_columns_to_go_stale_says_how_to_rebuild_it(tmp_path, isolated_env):
+    result = CliRunner().invoke(main, ["rebuild", "consolidated_anomalies", "--db", str(tmp_path / "shop.duckdb")])
+
+    assert result.exit_code == 2
+    assert "consolidated_anomalies is not a daily asset whose code version follows its columns" in result.output

@@ -33,6 +33,7 @@ from anomalens_dagster.constants import (
     USER_ACTIVITIES,
 )
 from anomalens_dagster.core.anomalies import (
+    ANOMALY_DTYPES,
     build_anomalies,
     consolidate,
     explain_flagged,
@@ -41,9 +42,15 @@ from anomalens_dagster.core.anomalies import (
 )
 from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
-from anomalens_dagster.core.scoring import ScoringModel, score_rows
+from anomalens_dagster.core.scoring import ScoringModel, score_rows, scores_dtypes
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import replace_table, replace_window, table_exists, transaction
+from anomalens_dagster.core.warehouse import (
+    replace_table,
+    replace_window,
+    table_exists,
+    table_shape_version,
+    transaction,
+)
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -73,10 +80,22 @@ def _daily_scores(
     end: datetime,
     totals: dict[str, list[int]],
 ) -> Iterator[pd.DataFrame]:
-    """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector."""
+    """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector.
+
+    A day whose feature rows miss a detector feature (stored before the column was added, and not
+    rebuilt since) fails the run, naming the command that rebuilds it: scoring only its complete
+    rows would silently leave entities unscored, and scoring NULLs would give meaningless scores.
+    """
     for day in days_in_window(start, end):
         day_start = datetime.combine(day, datetime.min.time())
-        features = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1)).frame
+        sample = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1))
+        if sample.rows_missing_features:
+            raise dg.Failure(
+                f"{sample.rows_missing_features} {entity.entity_type} rows of {day} in {entity.qualified_table} miss "
+                f"a detector feature (written before the column was added): run `anomalens rebuild {entity.table} "
+                f"--from {day} --to {day}`, then score the day again"
+            )
+        features = sample.frame
         scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
         for detector, flags in scores.groupby("detector")["is_anomaly"]:
             tally = totals.setdefault(str(detector), [0, 0])
@@ -110,6 +129,8 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[entity.table, *(model_asset_name(name, entity_type) for name in DETECTOR_NAMES)],
+        # Derived from the columns, so days written before a column change read as stale (`anomalens rebuild`).
+        code_version=table_shape_version(scores_dtypes(f"{entity_type}_id", entity.time_column)),
         kinds={"duckdb", "sklearn", "tensorflow"},
         pool=DUCKDB_POOL,
         automation_condition=scores_refresh,
@@ -206,6 +227,7 @@ def _daily_anomalies(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[activity_scores.key, order_scores.key],
+    code_version=table_shape_version(ANOMALY_DTYPES),
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
     automation_condition=records_refresh,

@@ -79,6 +79,11 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
             f"training {detector} on {len(training.frame)} of {training.rows_in_window} {entity_type} rows "
             f"in [{training.start}, {training.end})"
         )
+        if training.rows_missing_features:
+            context.log.warning(
+                f"skipped {training.rows_missing_features} {entity_type} rows whose detector features are missing "
+                f"(their days were written before a feature column was added; `anomalens rebuild {entity.table}`)"
+            )
         params = config.detection.detector_params(detector, config.training.seed, entity_type)
         if detector == "autoencoder":
             params["on_epoch_end"] = lambda epoch, logs: context.log.info(

@@ -67,6 +67,19 @@ def score_rows(
     return scores
 
 
+def scores_dtypes(id_column: str, time_column: str) -> dict[str, str]:
+    """The columns of a `score_rows` frame, in order, with their dtypes (features read from DuckDB
+    carry their time as datetime64[us])."""
+    return {
+        id_column: "int64",
+        time_column: "datetime64[us]",
+        "detector": "str",
+        "score": "float64",
+        "is_anomaly": "bool",
+        "model_version": "int64",
+    }
+
+
 def _score_part(ids: np.ndarray, detector: str, scores: np.ndarray, flags: np.ndarray, version: int) -> pd.DataFrame:
     return pd.DataFrame(
         {

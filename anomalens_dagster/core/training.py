@@ -78,12 +78,17 @@ ENTITY_FEATURES: dict[str, EntityFeatures] = {
 
 @dataclass(frozen=True)
 class TrainingFrame:
-    """Feature rows to fit on, and the window [start, end) they were drawn from."""
+    """Feature rows to fit on, and the window [start, end) they were drawn from.
+
+    `rows_in_window` counts the rows with every detector feature; `rows_missing_features` those
+    left out because some detector feature is NULL (days written before the column was added).
+    """
 
     frame: pd.DataFrame
     start: dt.datetime
     end: dt.datetime
     rows_in_window: int
+    rows_missing_features: int = 0
 
 
 class NoTrainingDataError(LookupError):
@@ -103,7 +108,14 @@ def load_training_frame(
             f"{entity.qualified_table} has no rows: materialise {entity.table} for some days before training"
         )
     end = dt.datetime.combine(latest.date() + dt.timedelta(days=1), dt.time())
-    return load_feature_sample(conn, entity, end - dt.timedelta(days=training_days), end, max_rows, seed)
+    training = load_feature_sample(conn, entity, end - dt.timedelta(days=training_days), end, max_rows, seed)
+    if training.rows_in_window == 0:
+        raise NoTrainingDataError(
+            f"{entity.qualified_table} has no row with every detector feature in [{training.start}, {training.end}) "
+            f"({training.rows_missing_features} rows miss some): rebuild those days with "
+            f"`anomalens rebuild {entity.table}` before training"
+        )
+    return training
 
 
 def load_feature_sample(
@@ -117,17 +129,37 @@ def load_feature_sample(
     """Feature rows in [start, end); past `max_rows` (None: no limit), a uniform sample of them.
 
     The sample is drawn with `seed` from the rows ordered by id, so the same data and seed always
-    give the same rows.
+    give the same rows. Rows where a detector feature is NULL are never read: they belong to days
+    stored before that feature column was added (the table was migrated, its old rows kept), and
+    stay so until those days are re-materialised (`anomalens rebuild`). How many were left out is
+    logged and returned.
     """
-    columns = ", ".join(("id", entity.time_column, *entity.numeric, *entity.categorical))
+    feature_columns = (*entity.numeric, *entity.categorical)
+    in_window = f"{entity.time_column} >= $start AND {entity.time_column} < $end"
+    complete = " AND ".join(f"{column} IS NOT NULL" for column in feature_columns)
+    window = {"start": start, "end": end}
+    ((missing,),) = conn.execute(
+        f"SELECT count(*) FROM {entity.qualified_table} WHERE {in_window} AND NOT ({complete})", window
+    ).fetchall()
+    if missing:
+        logger.warning(
+            "skipped %d %s rows in [%s, %s) whose detector features are missing (written before a feature "
+            "column was added): rebuild their days with `anomalens rebuild %s`",
+            missing,
+            entity.entity_type,
+            start,
+            end,
+            entity.table,
+        )
+    columns = ", ".join(("id", entity.time_column, *feature_columns))
     frame = conn.execute(
-        f"SELECT {columns} FROM {entity.qualified_table} "
-        f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end ORDER BY id",
-        {"start": start, "end": end},
+        f"SELECT {columns} FROM {entity.qualified_table} WHERE {in_window} AND {complete} ORDER BY id", window
     ).df()
     rows_in_window = len(frame)
     if max_rows is not None and rows_in_window > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(rows_in_window, size=max_rows, replace=False))
         frame = frame.iloc[keep].reset_index(drop=True)
     logger.info("sampled %d of %d %s rows in [%s, %s)", len(frame), rows_in_window, entity.entity_type, start, end)
-    return TrainingFrame(frame=frame, start=start, end=end, rows_in_window=rows_in_window)
+    return TrainingFrame(
+        frame=frame, start=start, end=end, rows_in_window=rows_in_window, rows_missing_features=missing
+    )

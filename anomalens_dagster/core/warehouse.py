@@ -7,8 +7,10 @@ run that dies mid-write leaves the previous contents in place.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
@@ -246,9 +248,10 @@ def replace_window(
 
     `frames` are the new rows in chunks (a long range is computed chunk by chunk to bound memory);
     all of them land in one transaction, together with the delete. The table is created from the
-    first frame's columns when missing. Derived tables hold nothing that cannot be recomputed, so
-    when the columns differ from the table's (a feature was added) the table is rebuilt and the
-    change is logged. Returns the rows written and the first frame (for a preview).
+    first frame's columns when missing, and migrated when the first frame's columns differ from it
+    (a feature was added or removed; see `fit_table_to_incoming`): the rows of every other day stay.
+    Rows are inserted by column name, so the table's column order does not matter. Returns the rows
+    written and the first frame (for a preview).
     """
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     rows, first = 0, None
@@ -257,12 +260,12 @@ def replace_window(
             _register(conn, "incoming", frame)
             if first is None:
                 first = frame
-                _ensure_table_like(conn, schema, table, list(frame.columns))
+                fit_table_to_incoming(conn, schema, table)
                 conn.execute(
                     f"DELETE FROM {schema}.{table} WHERE {time_column} >= $start AND {time_column} < $end",
                     {"start": start, "end": end},
                 )
-            conn.execute(f"INSERT INTO {schema}.{table} SELECT * FROM incoming")
+            conn.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM incoming")
             conn.unregister("incoming")
             rows += len(frame)
         if first is None:
@@ -271,19 +274,96 @@ def replace_window(
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame) -> None:
-    """Replace a whole derived table with `frame` (one statement, so atomic)."""
+    """Replace a whole derived table with `frame` (one statement, so atomic).
+
+    The table is recreated with `frame`'s columns, whatever they were before: every row is replaced
+    at once, so unlike a partial write (`replace_window`) no stored row can be lost by it.
+    """
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     _register(conn, "incoming", frame)
     conn.execute(f"CREATE OR REPLACE TABLE {schema}.{table} AS SELECT * FROM incoming")
     conn.unregister("incoming")
 
 
-def _ensure_table_like(conn: duckdb.DuckDBPyConnection, schema: str, table: str, columns: list[str]) -> None:
-    """Create `schema.table` shaped like the registered `incoming` frame, or rebuild it if its columns differ."""
-    existing = [name for name, _ in table_columns(conn, table, schema)]
-    if existing and existing != columns:
-        logger.warning("columns of %s.%s changed from %s to %s: rebuilding it", schema, table, existing, columns)
-        conn.execute(f"DROP TABLE {schema}.{table}")
-        existing = []
-    if not existing:
-        conn.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM incoming LIMIT 0")
+class SchemaMigrationError(ValueError):
+    """A derived table cannot take new rows in place without losing data; the message says what to do."""
+
+
+def fit_table_to_incoming(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    """Create `schema.table` shaped like the registered `incoming` relation, or migrate it to take its rows.
+
+    Migrating never drops a table, a column or a row. A column new in `incoming` is added (NULL in
+    the rows already stored, which read as stale until their days are re-materialised); a column
+    `incoming` no longer has stays, NULL in the new rows. Raises SchemaMigrationError when that
+    cannot be done: a column whose new values DuckDB cannot cast implicitly to its stored type
+    (DOUBLE into BIGINT, text into a number), or a column left out of the new rows that is NOT NULL.
+    """
+    incoming = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM incoming)").fetchall())
+    stored = {
+        name: (dtype, nullable)
+        for name, dtype, nullable in conn.execute(
+            "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table "
+            "ORDER BY column_index",
+            {"schema": schema, "table": table},
+        ).fetchall()
+    }
+    qualified_name = f"{schema}.{table}"
+    if not stored:
+        conn.execute(f"CREATE TABLE {qualified_name} AS SELECT * FROM incoming LIMIT 0")
+        return
+    retyped = [
+        f"{name} is {stored[name][0]}, the new rows have {dtype}"
+        for name, dtype in incoming.items()
+        if name in stored and not _casts_implicitly(conn, dtype, stored[name][0])
+    ]
+    if retyped:
+        raise SchemaMigrationError(
+            f"{qualified_name}: {'; '.join(retyped)}. A column cannot change type in place: give the new "
+            "values a new column name, or convert the stored column yourself "
+            f"(ALTER TABLE {qualified_name} ALTER COLUMN ... TYPE ...) and re-materialise its days"
+        )
+    left_out = [name for name in stored if name not in incoming]
+    required = [name for name in left_out if not stored[name][1]]
+    if required:
+        raise SchemaMigrationError(
+            f"{qualified_name}: the new rows have no {', '.join(required)}, which is NOT NULL. Keep writing "
+            f"the column, or allow NULL in it (ALTER TABLE {qualified_name} ALTER COLUMN ... DROP NOT NULL)"
+        )
+    added = {name: dtype for name, dtype in incoming.items() if name not in stored}
+    for name, dtype in added.items():
+        conn.execute(f'ALTER TABLE {qualified_name} ADD COLUMN "{name}" {dtype}')
+    if added:
+        logger.warning(
+            "migrated %s: added columns %s; the rows already stored have NULL there until their days are "
+            "re-materialised (`anomalens rebuild %s`)",
+            qualified_name,
+            added,
+            table,
+        )
+    if left_out:
+        logger.warning(
+            "%s: the new rows have no %s, stored as NULL; drop the columns by hand "
+            "(ALTER TABLE ... DROP COLUMN) once no reader needs their old values",
+            qualified_name,
+            left_out,
+        )
+
+
+def _casts_implicitly(conn: duckdb.DuckDBPyConnection, source_type: str, target_type: str) -> bool:
+    if source_type == target_type:
+        return True
+    ((castable,),) = conn.execute(f"SELECT can_cast_implicitly(NULL::{source_type}, NULL::{target_type})").fetchall()
+    return bool(castable)
+
+
+def table_shape_version(dtypes: Mapping[str, str]) -> str:
+    """A short digest of a table's ordered columns and their dtypes, e.g. `columns-1a2b3c4d5e6f`.
+
+    The daily derived assets take it as their Dagster `code_version`: adding, removing, renaming,
+    reordering or retyping a column then marks every day written before as stale in the UI, and
+    `anomalens rebuild` finds those days, with no version bumped by hand. A change of logic that
+    keeps the columns does not change it: re-materialise the days yourself then.
+    """
+    digest = hashlib.sha256(json.dumps(list(dtypes.items())).encode()).hexdigest()
+    return f"columns-{digest[:12]}"

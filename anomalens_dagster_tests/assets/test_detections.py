@@ -80,3 +80,24 @@ def test_anomaly_records_are_replaced_on_rerun_and_consolidate_with_session_cont
     assert {severity for _, _, severity in consolidated} <= {"Low", "Medium", "High"}
     assert descriptions == 0
     assert result.get_asset_materialization_events()[0].materialization.metadata["dagster/row_count"].value == flagged
+
+
+@pytest.mark.slow
+def test_a_day_whose_features_miss_a_detector_column_is_not_scored_and_the_error_names_the_rebuild(
+    trained_store, db_path
+):
+    # As after a migration added the feature and only the first day was rebuilt.
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute(
+            "UPDATE features.order_features SET amount_to_items_log_ratio = NULL WHERE created_at >= $day",
+            {"day": DAYS[1]},
+        )
+
+    result = dg.materialize([order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS, raise_on_error=False)
+
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    rebuild = f"run `anomalens rebuild order_features --from {DAYS[1]} --to {DAYS[1]}`"
+    assert rebuild in str(failure.step_failure_data.error)
+    with duckdb.connect(str(db_path), read_only=True) as conn:  # the range's one transaction rolled back
+        assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'order_scores'").fetchone() == (0,)

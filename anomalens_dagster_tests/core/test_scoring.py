@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from anomalens_dagster.core.detectors import make_detector
-from anomalens_dagster.core.scoring import ENSEMBLE_RATIO_CAP, ScoringModel, score_rows
+from anomalens_dagster.core.scoring import ENSEMBLE_RATIO_CAP, ScoringModel, score_rows, scores_dtypes
 
 
 @pytest.fixture
@@ -31,6 +31,14 @@ def test_every_row_gets_one_score_per_detector_and_one_for_the_ensemble(zscore_m
         "lenient": 7,
         "strict": 3,
     }
+
+
+def test_the_scores_have_the_dtypes_their_tables_shape_version_is_derived_from(zscore_models):
+    features = day([2.0, 9.0], [10.2, 10.2]).astype({"timestamp": "datetime64[us]"})
+
+    scores = score_rows(zscore_models, features, "activity_id", "timestamp")
+
+    assert scores.dtypes.astype(str).to_dict() == scores_dtypes("activity_id", "timestamp")
 
 
 def test_the_ensemble_of_two_detectors_is_the_mean_of_their_threshold_ratios(zscore_models):

@@ -44,3 +44,20 @@ def test_the_sample_is_reproducible_for_a_seed_and_changes_with_it(conn):
 def test_training_without_features_says_what_to_materialise():
     with pytest.raises(NoTrainingDataError, match="materialise order_features"):
         load_training_frame(duckdb.connect(), ORDERS, training_days=5, max_rows=10, seed=0)
+
+
+def test_rows_without_a_detector_feature_are_never_trained_on_and_are_counted(conn):
+    # As after a migration added the feature: the first two days were stored before it existed.
+    conn.execute("UPDATE features.order_features SET amount_to_items_log_ratio = NULL WHERE id <= 20")
+
+    training = load_training_frame(conn, ORDERS, training_days=5, max_rows=1_000, seed=0)
+
+    assert sorted(training.frame["id"]) == list(range(21, 51))
+    assert (training.rows_in_window, training.rows_missing_features) == (30, 20)
+
+
+def test_a_window_where_every_row_misses_a_detector_feature_says_to_rebuild(conn):
+    conn.execute("UPDATE features.order_features SET amount_to_items_log_ratio = NULL")
+
+    with pytest.raises(NoTrainingDataError, match="50 rows miss some.*anomalens rebuild order_features"):
+        load_training_frame(conn, ORDERS, training_days=5, max_rows=1_000, seed=0)
