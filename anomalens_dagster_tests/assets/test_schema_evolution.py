@@ -76,7 +76,7 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
     monkeypatch.setattr(feature_assets, "compute_order_features", with_amount_per_item)
     new_version = table_shape_version({**ORDER_DTYPES, NEW_COLUMN: "float64"})
     changed = order_features.map_asset_specs(lambda spec: spec.replace_attributes(code_version=new_version))
-    check = _non_finite_check("order_features", (*ORDER_FEATURE_COLUMNS, NEW_COLUMN))
+    check = _non_finite_check("order_features", "created_at", (*ORDER_FEATURE_COLUMNS, NEW_COLUMN))
     assets = [store_catalog, simulated_store_days, changed]
     one_day = dg.materialize(
         [changed, check], resources={"duckdb": duckdb_resource}, instance=instance, partition_key=DAYS[1]
@@ -90,6 +90,14 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
         DAYS[2]: (counts[DAYS[2]], 0),
     }
     (evaluation,) = one_day.get_asset_check_evaluations()
+    assert evaluation.passed  # the check judges the day its run wrote, which has every column
+    whole_table = dg.materialize(
+        [changed, check],
+        resources={"duckdb": duckdb_resource},
+        instance=instance,
+        selection=dg.AssetSelection.checks_for_assets(changed),
+    )
+    (evaluation,) = whole_table.get_asset_check_evaluations()  # run alone, it looks at every day
     assert (evaluation.passed, evaluation.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert evaluation.metadata["missing/amount_per_item"].value == counts[DAYS[0]] + counts[DAYS[2]]
     stale = (StaleStatus.STALE, {StaleCauseCategory.CODE})
