@@ -9,6 +9,10 @@ DUCKDB_POOL = "duckdb"  # concurrency pool shared by every asset that touches th
 # Run tag of every run that writes the DuckDB file; the instance's run queue runs one such run at a time.
 DUCKDB_RUN_TAG = "anomalens/duckdb"
 
+# The deployment's settings file, read by every run (settings.py); it belongs to the deployment, not the repository.
+DEFAULT_SETTINGS_PATH = "data/settings.yaml"
+SETTINGS_ENV_VAR = "ANOMALENS_SETTINGS"
+
 # Landing zone: where store files arrive (see core/landing.py for the format).
 DEFAULT_LANDING_DIR = "data/landing"
 LANDING_DIR_ENV_VAR = "ANOMALENS_LANDING_DIR"
