@@ -56,13 +56,17 @@ def model_metadata(record: ModelRecord) -> dict[str, Any]:
     return readable_metadata(metadata)
 
 
-def _training_summary(metrics: dict[str, Any]) -> str:
-    """The numeric training metrics as one readable line ("threshold=0.2916, epochs_run=20, ...")."""
-    return ", ".join(
-        f"{name}={readable_number(value)}"
-        for name, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+def _training_summary(record: ModelRecord) -> str:
+    """One line on a newly registered model; every metric is in its metadata."""
+    metrics = record.metrics
+    summary = (
+        f"registered {record.model_name}: threshold {readable_number(float(metrics['threshold']))}, "
+        f"flags {metrics['training_anomaly_rate']:.2%} of its {record.n_rows} training rows, "
+        f"fit in {metrics['fit_seconds']} s"
     )
+    if "epochs_run" in metrics:
+        summary += f" ({metrics['epochs_run']} epochs, final loss {readable_number(float(metrics['final_loss']))})"
+    return summary
 
 
 def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
@@ -98,7 +102,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             ensure_model_registry(conn)
             record = register_model(conn, fitted, entity_type, training.start, training.end)
-        context.log.info(f"registered {record.model_name}: {_training_summary(record.metrics)}")
+        context.log.info(_training_summary(record))
         return dg.MaterializeResult(metadata=model_metadata(record), data_version=dg.DataVersion(f"v{record.version}"))
 
     @dg.asset_check(
