@@ -102,7 +102,8 @@ def test_scoring_a_day_without_features_succeeds_and_says_so_in_the_metadata_and
     for event in events:
         assert event.materialization.metadata["empty_days"].value == [empty_day]
         assert event.materialization.metadata["dagster/row_count"].value == 0
-    warnings = sorted(entry.user_message for entry in instance.all_logs(result.run_id) if entry.level == logging.WARNING)
+    logs = instance.all_logs(result.run_id)
+    warnings = sorted(entry.user_message for entry in logs if entry.level == logging.WARNING)
     assert [message.split(":")[0] for message in warnings] == [
         f"no rows in detections.activity_scores or detections.order_scores for {empty_day}",
         f"no rows in features.activity_features for {empty_day}",
