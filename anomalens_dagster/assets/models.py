@@ -76,7 +76,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         name=model_asset_name(detector, entity_type),
         group_name=MODELS_GROUP,
         description=(
-            f"{DETECTOR_TITLES[detector]} detector for {entity_type}s, trained on a trailing window of "
+            f"{DETECTOR_TITLES[detector]} detector for {entity_type} rows, trained on a trailing window of "
             f"{entity.table} and registered as a new version in ml.model_registry."
         ),
         deps=[entity.table],
