@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagster_shared.error import SerializableErrorInfo
 
 PROGRESS_LOGGER = "progress"
 MESSAGE_INDENT = " " * 8
@@ -34,6 +38,8 @@ class StepProgressHandler(logging.Handler):
         self.checks_failed = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Dagster hands its loggers each record with the step, the event (if any) and the message
+        # as logged in `dagster_meta` (its `DagsterLogRecordMetadata`).
         meta = getattr(record, "dagster_meta", None)
         if meta is None:
             return
@@ -67,11 +73,13 @@ def _marked(level: int, message: str) -> str:
     return MESSAGE_INDENT + prefix + message.replace("\n", "\n" + MESSAGE_INDENT)
 
 
-def _error_messages(error) -> str:
-    """The messages of an error and its causes, without the stack traces (the UI has those)."""
+def _error_messages(error: SerializableErrorInfo | None) -> str:
+    """The messages of an error and its causes, without the stack traces (the UI has those) and
+    without Dagster's "Error occurred while executing op" wrapper around the step's own error."""
     messages = []
     while error is not None:
-        messages.append(error.message.strip())
+        if not (error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None):
+            messages.append(error.message.strip())
         error = error.cause
     return "\n".join(messages)
 
