@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+PORT ?= 3000
 
 .PHONY: demo test chromium dev validate bench clean
 
+# pip runs with -qq (errors only): its progress and setuptools' editable-install notice would bury
+# the two lines that say what is happening.
 $(INSTALLED): setup.py pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(INSTALLED)
+	@echo "Installing AnomaLens and its dependencies into $(VENV) (the first time takes a few minutes)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -e '.[dev]'
+	@touch $(INSTALLED)
+	@echo "Installed into $(VENV)."
 
 demo: $(INSTALLED)  ## Run the whole pipeline for the last 7 days into data/anomalens.duckdb
 	$(BIN)/anomalens run
@@ -27,8 +32,8 @@ chromium:  ## Install Debian's chromium if missing (as root, else through passwo
 	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; \
 	} || { echo "Could not install chromium: run 'sudo apt-get install -y chromium', then 'make test'." >&2; exit 1; }
 
-dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:3000, same instance and DuckDB file as `make demo`
-	$(BIN)/anomalens dev
+dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:$(PORT) (make dev PORT=4000), same instance and DuckDB file as `make demo`
+	$(BIN)/anomalens dev --port $(PORT)
 
 validate: $(INSTALLED)  ## Load the code location the way `dagster dev` does
 	$(BIN)/dagster definitions validate -w workspace.yaml

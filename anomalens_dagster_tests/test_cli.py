@@ -75,6 +75,25 @@ def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(
     assert all(run.tags["dagster/asset_partition_range_start"] == "2026-03-01" for run in runs)
 
 
+@pytest.mark.slow
+def test_run_prints_step_progress_and_the_evaluation_once_without_tensorflow_or_dagster_noise(tmp_path, isolated_env):
+    settings = write_settings(tmp_path / "settings.yaml", {"simulation": SMALL_SIMULATION})
+
+    db = tmp_path / "shop.duckdb"
+
+    run = run_anomalens("run", "--days", "1", "--end-date", "2026-03-01", "--db", str(db), "--settings", str(settings))
+
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "[ 1/21] store_catalog" in run.stdout and "[21/21] " in run.stdout
+    assert "scored 1500 activity rows of 2026-03-01" in run.stdout
+    assert output.count("detection quality against the simulator's labels") == 1
+    # Keras' epoch bars and per-epoch losses, TensorFlow's start-up and retracing lines, Dagster's
+    # warnings and its console logger's lines.
+    for noise in ("Epoch 1/", "epoch 1:", "retracing", "tensorflow", "oneDNN", "absl", "Warning", " - INFO - "):
+        assert noise.lower() not in output.lower(), f"{noise!r} in the output:\n{output}"
+
+
 def dump_store(db) -> dict[str, list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = [

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.metadata import table_metadata
+from anomalens_dagster.assets.metadata import empty_days_metadata, readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
 from anomalens_dagster.configs import ClearAnomaliesConfig
@@ -55,6 +55,11 @@ from anomalens_dagster.partitions import daily_partitions, days_in_window, naive
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
+# What the anomaly records of a day are built from: its scores of either entity.
+SCORES_BY_TIME_COLUMN = [
+    (f"{DETECTIONS_SCHEMA}.{table}", ENTITY_FEATURES[entity_type].time_column)
+    for entity_type, table in SCORES_TABLES.items()
+]
 
 
 def load_scoring_models(
@@ -112,7 +117,7 @@ def _detection_metadata(totals: dict[str, list[int]]) -> dict[str, Any]:
         flagged, rows = totals.get(detector, [0, 0])
         metadata[f"anomalies/{detector}"] = flagged
         metadata[f"anomaly_rate/{detector}"] = flagged / rows if rows else 0.0
-    return metadata
+    return readable_metadata(metadata)
 
 
 def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
@@ -151,6 +156,8 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
                 end,
             )
             metadata = table_metadata(conn, DETECTIONS_SCHEMA, table, preview, rows, context.partition_keys)
+            inputs = [(entity.qualified_table, entity.time_column)]
+            metadata.update(empty_days_metadata(context, conn, inputs, start, end))
         metadata.update(_detection_metadata(totals))
         metadata["model_versions"] = dg.MetadataValue.json({name: m.version for name, m in models.items()})
         return dg.MaterializeResult(metadata=metadata)
@@ -245,6 +252,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
             end,
         )
         metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALIES, preview, rows, context.partition_keys)
+        metadata.update(empty_days_metadata(context, conn, SCORES_BY_TIME_COLUMN, start, end))
         counts = conn.execute(
             f"SELECT detector_name, severity, count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} "
             "WHERE event_timestamp >= $start AND event_timestamp < $end GROUP BY ALL",

@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.metadata import table_metadata
+from anomalens_dagster.assets.metadata import empty_days_metadata, table_metadata
 from anomalens_dagster.automation import features_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
@@ -45,13 +45,19 @@ def _materialize_features(
     table: str,
     time_column: str,
     compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
+    source: str,
 ) -> dg.MaterializeResult:
+    """Replace the window's rows of `table` with `compute`'s; `source` is the store table (same time
+    column) each feature row stands for."""
     start, end = naive_utc_window(context)
     with duckdb.get_connection() as conn:
         rows, preview = replace_window(conn, FEATURES_SCHEMA, table, compute(conn, start, end), time_column, start, end)
         context.log.info(f"wrote {rows} feature rows for [{start}, {end}) to {FEATURES_SCHEMA}.{table}")
         return dg.MaterializeResult(
-            metadata=table_metadata(conn, FEATURES_SCHEMA, table, preview, rows, context.partition_keys)
+            metadata={
+                **table_metadata(conn, FEATURES_SCHEMA, table, preview, rows, context.partition_keys),
+                **empty_days_metadata(context, conn, [(f"{STORE_SCHEMA}.{source}", time_column)], start, end),
+            }
         )
 
 
@@ -70,7 +76,9 @@ def _materialize_features(
 def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
     # Chunked, so a long single-run backfill stays within memory.
-    return _materialize_features(context, duckdb, ACTIVITY_FEATURES, "timestamp", iter_activity_features)
+    return _materialize_features(
+        context, duckdb, ACTIVITY_FEATURES, "timestamp", iter_activity_features, USER_ACTIVITIES
+    )
 
 
 @dg.asset(
@@ -94,6 +102,7 @@ def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -
         ORDER_FEATURES,
         "created_at",
         lambda conn, start, end: [compute_order_features(conn, start, end)],
+        ORDERS,
     )
 
 

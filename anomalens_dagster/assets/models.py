@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
+from anomalens_dagster.assets.metadata import readable_metadata, readable_number
 from anomalens_dagster.automation import model_retraining
 from anomalens_dagster.configs import ModelConfig
 from anomalens_dagster.constants import DETECTOR_NAMES, DUCKDB_POOL, ENTITY_TYPES, MODELS_GROUP
@@ -38,11 +39,11 @@ def model_asset_name(detector: str, entity_type: str) -> str:
 def model_metadata(record: ModelRecord) -> dict[str, Any]:
     """What the UI shows of a model: version, window, rows, parameters, threshold, training metrics."""
     metrics = {
-        f"training/{name}": float(value)
+        f"training/{name}": value
         for name, value in record.metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    return {
+    metadata = {
         "version": record.version,
         "trained_at": record.trained_at.isoformat(),
         "training_window": f"{record.training_start:%Y-%m-%d} .. {record.training_end:%Y-%m-%d} (end exclusive)",
@@ -53,6 +54,20 @@ def model_metadata(record: ModelRecord) -> dict[str, Any]:
         "sha256": record.sha256,
         **metrics,
     }
+    return readable_metadata(metadata)
+
+
+def _training_summary(record: ModelRecord) -> str:
+    """One line on a newly registered model; every metric is in its metadata."""
+    metrics = record.metrics
+    summary = (
+        f"registered {record.model_name}: threshold {readable_number(float(metrics['threshold']))}, "
+        f"flags {metrics['training_anomaly_rate']:.2%} of its {record.n_rows} training rows, "
+        f"fit in {metrics['fit_seconds']} s"
+    )
+    if "epochs_run" in metrics:
+        summary += f" ({metrics['epochs_run']} epochs, final loss {readable_number(float(metrics['final_loss']))})"
+    return summary
 
 
 def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
@@ -62,7 +77,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         name=model_asset_name(detector, entity_type),
         group_name=MODELS_GROUP,
         description=(
-            f"{DETECTOR_TITLES[detector]} detector for {entity_type}s, trained on a trailing window of "
+            f"{DETECTOR_TITLES[detector]} detector for {entity_type} rows, trained on a trailing window of "
             f"{entity.table} and registered as a new version in ml.model_registry."
         ),
         deps=[entity.table],
@@ -86,14 +101,15 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
             )
         params = config.detection.detector_params(detector, config.training.seed, entity_type)
         if detector == "autoencoder":
-            params["on_epoch_end"] = lambda epoch, logs: context.log.info(
-                f"epoch {epoch + 1}: {json.dumps({k: round(v, 5) for k, v in logs.items()})}"
+            # Per-epoch losses stay in the run's debug log; the registered line below sums the training up.
+            params["on_epoch_end"] = lambda epoch, logs: context.log.debug(
+                f"epoch {epoch + 1}: {json.dumps({k: readable_number(v) for k, v in logs.items()})}"
             )
         fitted = make_detector(detector, entity.numeric, entity.categorical, **params).fit(training.frame)
         with duckdb.get_connection() as conn:
             ensure_model_registry(conn)
             record = register_model(conn, fitted, entity_type, training.start, training.end)
-        context.log.info(f"registered {record.model_name}: {record.metrics}")
+        context.log.info(_training_summary(record))
         return dg.MaterializeResult(metadata=model_metadata(record), data_version=dg.DataVersion(f"v{record.version}"))
 
     @dg.asset_check(
@@ -115,12 +131,14 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         low, high = SANE_TRAINING_ANOMALY_RATE
         return dg.AssetCheckResult(
             passed=non_finite == 0 and low <= rate <= high,
-            metadata={
-                "version": record.version,
-                "non_finite_scores": non_finite,
-                "sample_anomaly_rate": rate,
-                "sane_rate_band": f"[{low}, {high}]",
-            },
+            metadata=readable_metadata(
+                {
+                    "version": record.version,
+                    "non_finite_scores": non_finite,
+                    "sample_anomaly_rate": rate,
+                    "sane_rate_band": f"[{low}, {high}]",
+                }
+            ),
         )
 
     return model, check_model_is_sane

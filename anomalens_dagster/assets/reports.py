@@ -11,7 +11,7 @@ import pandas as pd
 from duckdb import DuckDBPyConnection
 
 from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
-from anomalens_dagster.assets.metadata import table_metadata
+from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog
 from anomalens_dagster.automation import detection_summary_refresh, store_summary_refresh
 from anomalens_dagster.constants import (
@@ -81,9 +81,10 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
         lambda conn: evaluate_detections(conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()),
     )
     headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
-    context.log.info("\n" + _summary(headline).to_string(index=False))
+    # The table itself is the preview (and `anomalens run` prints it once, at the end).
+    context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels")
     metadata["preview"] = dg.MetadataValue.md(_summary(headline).to_markdown(index=False, floatfmt=".3f"))
-    metadata.update(headline_metrics(evaluation))
+    metadata.update(readable_metadata(headline_metrics(evaluation)))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -1,5 +1,7 @@
 """Detection scores and the evaluation report, through Dagster, after real training."""
 
+import logging
+
 import dagster as dg
 import duckdb
 import pytest
@@ -101,3 +103,29 @@ def test_a_day_whose_features_miss_a_detector_column_is_not_scored_and_the_error
     assert rebuild in str(failure.step_failure_data.error)
     with duckdb.connect(str(db_path), read_only=True) as conn:  # the range's one transaction rolled back
         assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'order_scores'").fetchone() == (0,)
+
+
+def test_scoring_a_day_without_features_succeeds_and_says_so_in_the_metadata_and_the_log(trained_store):
+    instance = dg.DagsterInstance.ephemeral()
+    empty_day = "2026-03-03"  # the store holds 2026-03-01 and 03-02
+
+    result = dg.materialize(
+        [activity_scores, order_scores, anomalies],
+        resources={"duckdb": trained_store},
+        partition_key=empty_day,
+        instance=instance,
+    )
+
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert len(events) == 3
+    for event in events:
+        assert event.materialization.metadata["empty_days"].value == [empty_day]
+        assert event.materialization.metadata["dagster/row_count"].value == 0
+    logs = instance.all_logs(result.run_id)
+    warnings = sorted(entry.user_message for entry in logs if entry.level == logging.WARNING)
+    assert [message.split(":")[0] for message in warnings] == [
+        f"no rows in detections.activity_scores or detections.order_scores for {empty_day}",
+        f"no rows in features.activity_features for {empty_day}",
+        f"no rows in features.order_features for {empty_day}",
+    ]

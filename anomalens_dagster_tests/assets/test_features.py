@@ -1,5 +1,7 @@
 """Feature assets against a DuckDB file in tmp_path, after a real store materialisation."""
 
+import logging
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -103,3 +105,34 @@ def test_a_day_refreshed_while_the_next_day_has_rows_without_features_passes_its
     assert set(feature_check_results(first_day).values()) == {True}
     # Without a partition the check looks at every day, and sees the second day's missing features.
     assert feature_check_results(whole_table)[("activity_features", "check_one_row_per_source_row")] is False
+
+
+def warnings_of(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id) if entry.level == logging.WARNING]
+
+
+def test_a_range_with_a_day_without_activities_names_that_day_in_the_metadata_and_the_log(
+    duckdb_resource, small_simulation
+):
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+    instance = dg.DagsterInstance.ephemeral()
+    # The store holds 2026-03-01 and 03-02; the range runs one day further.
+    with_empty_day = {**RANGE_TAGS, "dagster/asset_partition_range_end": "2026-03-03"}
+
+    result = dg.materialize(
+        [activity_features, order_features],
+        resources={"duckdb": duckdb_resource},
+        tags=with_empty_day,
+        instance=instance,
+    )
+    one_full_day = dg.materialize([order_features], resources={"duckdb": duckdb_resource}, partition_key="2026-03-02")
+
+    assert result.success
+    for event in result.get_asset_materialization_events():
+        assert event.materialization.metadata["empty_days"].value == ["2026-03-03"]
+        assert "1 of 3 days had no rows" in event.materialization.metadata["note"].value
+    assert sorted(warnings_of(instance, result.run_id)) == [
+        "no rows in store.orders for 2026-03-03: nothing to compute, so that day has no rows here",
+        "no rows in store.user_activities for 2026-03-03: nothing to compute, so that day has no rows here",
+    ]
+    assert "empty_days" not in one_full_day.get_asset_materialization_events()[0].materialization.metadata

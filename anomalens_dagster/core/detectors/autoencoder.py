@@ -6,9 +6,13 @@ importing this module (and so building the Dagster definitions) never loads Tens
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 
-# Scoring is one forward pass; a large batch amortises Keras' per-batch overhead.
+# Scoring is one forward pass, run in batches of this many rows to bound memory.
 PREDICT_BATCH_SIZE = 16_384
 
 
@@ -167,7 +171,16 @@ class AutoencoderDetector(Detector):
 
     def _squared_errors(self, inputs: np.ndarray) -> np.ndarray:
         inputs = inputs.astype(np.float32, copy=False)
-        reconstruction = self.model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        # Called eagerly rather than through `predict`: `predict` compiles a tf.function per model and
+        # retraces it for each new batch shape, which TensorFlow reports as a warning on every day
+        # scored; the eager forward pass of this small dense network is as fast and gives the same numbers.
+        reconstruction = np.concatenate(
+            [
+                np.asarray(self.model_(inputs[start : start + PREDICT_BATCH_SIZE], training=False))
+                for start in range(0, len(inputs), PREDICT_BATCH_SIZE)
+            ]
+            or [np.empty((0, inputs.shape[1]), dtype=np.float32)]
+        )
         return (inputs.astype(np.float64) - reconstruction.astype(np.float64)) ** 2
 
     def _score(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
@@ -191,9 +204,33 @@ class AutoencoderDetector(Detector):
 
 
 def _import_keras() -> Any:
-    import keras
+    """Keras (and so TensorFlow), imported without TensorFlow's start-up lines on stderr.
 
-    return keras
+    Those lines (oneDNN, CPU instructions, absl's "before InitializeLog") are written by C++ straight
+    to file descriptor 2 while TensorFlow loads, and TensorFlow 2.19+ no longer honours
+    TF_CPP_MIN_LOG_LEVEL for them (tensorflow/tensorflow#100442), hence the redirect during the
+    import only; the level still quiets its later C++ messages. An import error still raises.
+    """
+    if "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _stderr_file_descriptor_silenced():
+            import keras  # noqa: F401
+        # Its Python logger would only repeat warnings this module avoids (retracing, see _squared_errors).
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    return sys.modules["keras"]
+
+
+@contextlib.contextmanager
+def _stderr_file_descriptor_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _model_to_bytes(model: keras.Model) -> bytes:
