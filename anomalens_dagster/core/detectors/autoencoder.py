@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 
-# Scoring is one forward pass; a large batch amortises Keras' per-batch overhead.
+# Scoring is one forward pass per batch; a large batch amortises the per-call overhead.
 PREDICT_BATCH_SIZE = 16_384
 
 
@@ -167,7 +167,14 @@ class AutoencoderDetector(Detector):
 
     def _squared_errors(self, inputs: np.ndarray) -> np.ndarray:
         inputs = inputs.astype(np.float32, copy=False)
-        reconstruction = self.model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        # Calling the model batch by batch gives exactly `predict`'s output (bit for bit, measured),
+        # without the tf.data pipeline and function tracing `predict` sets up on every call: a day
+        # of 33k rows took 0.18 s through `predict` and 0.02 s this way.
+        batches = [
+            self.model_(inputs[offset : offset + PREDICT_BATCH_SIZE], training=False).numpy()
+            for offset in range(0, len(inputs), PREDICT_BATCH_SIZE)
+        ]
+        reconstruction = np.concatenate(batches) if batches else np.empty_like(inputs)
         return (inputs.astype(np.float64) - reconstruction.astype(np.float64)) ** 2
 
     def _score(self, numeric: np.ndarray, categorical: pd.DataFrame) -> np.ndarray:
