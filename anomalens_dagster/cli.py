@@ -102,8 +102,8 @@ def day_range(days: int, end_date: dt.date | None) -> tuple[dt.date, dt.date]:
 
 
 def _connection(db_path: Path):
-    """A connection that waits (bounded, logged) while a run started elsewhere holds the file."""
-    return AnomaLensDuckDB(database=str(db_path)).get_connection()
+    """A read-only connection that waits (bounded, logged) while a run started elsewhere writes the file."""
+    return AnomaLensDuckDB(database=str(db_path)).read_connection()
 
 
 def table_row_counts(db_path: Path) -> list[tuple[str, int]]:

@@ -336,3 +336,18 @@ def test_a_file_locked_for_longer_than_the_retries_fails_with_what_to_do(file_he
     with pytest.raises(duckdb.IOException, match=f"(?s)through 3 attempts.*'{DUCKDB_POOL}' concurrency pool"):
         with AnomaLensDuckDB(database=file_held_by_another_process).get_connection():
             pass
+
+
+def test_a_reader_waits_for_a_writer_then_reads_without_taking_the_write_lock(file_held_by_another_process):
+    with AnomaLensDuckDB(database=file_held_by_another_process).read_connection() as conn:
+        assert conn.execute("SELECT 42").fetchone()[0] == 42
+        with pytest.raises(duckdb.Error, match="read-only"):
+            conn.execute("CREATE TABLE t (i INTEGER)")
+
+
+def test_a_reader_locked_out_for_longer_than_its_retries_fails_saying_so(file_held_by_another_process, monkeypatch):
+    monkeypatch.setattr(resources, "READ_RETRY_DELAYS_SECONDS", (0.1, 0.1))
+
+    with pytest.raises(duckdb.IOException, match="stayed locked by another process through 3 attempts"):
+        with AnomaLensDuckDB(database=file_held_by_another_process).read_connection():
+            pass

@@ -1,6 +1,7 @@
 """Detection assets: every order and activity scored by every trained detector and the ensemble."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -8,7 +9,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.metadata import empty_days_metadata, readable_metadata, table_metadata
+from anomalens_dagster.assets.daily import replace_day_by_day
+from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
 from anomalens_dagster.configs import ClearAnomaliesConfig
@@ -43,15 +45,9 @@ from anomalens_dagster.core.anomalies import (
 from anomalens_dagster.core.detectors import feature_schema
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows, scores_dtypes
-from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
-from anomalens_dagster.core.warehouse import (
-    replace_table,
-    replace_window,
-    table_exists,
-    table_shape_version,
-    transaction,
-)
-from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
+from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, TrainingFrame, load_feature_sample
+from anomalens_dagster.core.warehouse import replace_table, table_exists, table_shape_version, transaction
+from anomalens_dagster.partitions import daily_partitions
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
@@ -76,38 +72,27 @@ def load_scoring_models(
     return models
 
 
-def _daily_scores(
-    context: dg.AssetExecutionContext,
-    conn: duckdb.DuckDBPyConnection,
-    entity: EntityFeatures,
-    models: dict[str, ScoringModel],
-    start: datetime,
-    end: datetime,
-    totals: dict[str, list[int]],
-) -> Iterator[pd.DataFrame]:
-    """Scores of each day in [start, end), one frame per day, tallying (flagged, rows) per detector.
+def _tally(totals: dict[str, list[int]], scores: pd.DataFrame) -> None:
+    """Add a day's (flagged, rows) per detector to `totals`."""
+    for detector, flags in scores.groupby("detector")["is_anomaly"]:
+        tally = totals.setdefault(str(detector), [0, 0])
+        tally[0] += int(flags.sum())
+        tally[1] += len(flags)
 
-    A day whose feature rows miss a detector feature (stored before the column was added, and not
-    rebuilt since) fails the run, naming the command that rebuilds it: scoring only its complete
-    rows would silently leave entities unscored, and scoring NULLs would give meaningless scores.
+
+def _complete_features(sample: TrainingFrame, entity: EntityFeatures, day: date) -> pd.DataFrame:
+    """The day's feature rows, or a failure naming the rebuild when some miss a detector feature.
+
+    Such rows were stored before the column was added and not rebuilt since: scoring only the
+    complete rows would silently leave entities unscored, and scoring NULLs gives meaningless scores.
     """
-    for day in days_in_window(start, end):
-        day_start = datetime.combine(day, datetime.min.time())
-        sample = load_feature_sample(conn, entity, day_start, day_start + timedelta(days=1))
-        if sample.rows_missing_features:
-            raise dg.Failure(
-                f"{sample.rows_missing_features} {entity.entity_type} rows of {day} in {entity.qualified_table} miss "
-                f"a detector feature (written before the column was added): run `anomalens rebuild {entity.table} "
-                f"--from {day} --to {day}`, then score the day again"
-            )
-        features = sample.frame
-        scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
-        for detector, flags in scores.groupby("detector")["is_anomaly"]:
-            tally = totals.setdefault(str(detector), [0, 0])
-            tally[0] += int(flags.sum())
-            tally[1] += len(flags)
-        context.log.info(f"scored {len(features)} {entity.entity_type} rows of {day}")
-        yield scores
+    if sample.rows_missing_features:
+        raise dg.Failure(
+            f"{sample.rows_missing_features} {entity.entity_type} rows of {day} in {entity.qualified_table} miss "
+            f"a detector feature (written before the column was added): run `anomalens rebuild {entity.table} "
+            f"--from {day} --to {day}`, then score the day again"
+        )
+    return sample.frame
 
 
 def _detection_metadata(totals: dict[str, list[int]]) -> dict[str, Any]:
@@ -141,23 +126,28 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         automation_condition=scores_refresh,
     )
     def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-        start, end = naive_utc_window(context)
-        totals: dict[str, list[int]] = {}
         with duckdb.get_connection() as conn:
             models = load_scoring_models(conn, entity)
-            context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
-            rows, preview = replace_window(
-                conn,
-                DETECTIONS_SCHEMA,
-                table,
-                _daily_scores(context, conn, entity, models, start, end, totals),
-                entity.time_column,
-                start,
-                end,
-            )
-            metadata = table_metadata(conn, DETECTIONS_SCHEMA, table, preview, rows, context.partition_keys)
-            inputs = [(entity.qualified_table, entity.time_column)]
-            metadata.update(empty_days_metadata(context, conn, inputs, start, end))
+        context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
+        totals: dict[str, list[int]] = {}
+
+        def score_day(sample: TrainingFrame, day: date) -> list[pd.DataFrame]:
+            features = _complete_features(sample, entity, day)
+            scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
+            _tally(totals, scores)
+            context.log.info(f"scored {len(features)} {entity.entity_type} rows of {day}")
+            return [scores]
+
+        _, metadata = replace_day_by_day(
+            context,
+            duckdb,
+            DETECTIONS_SCHEMA,
+            table,
+            entity.time_column,
+            read=lambda conn, day_start, day_end: load_feature_sample(conn, entity, day_start, day_end),
+            compute=score_day,
+            inputs=[(entity.qualified_table, entity.time_column)],
+        )
         metadata.update(_detection_metadata(totals))
         metadata["model_versions"] = dg.MetadataValue.json({name: m.version for name, m in models.items()})
         return dg.MaterializeResult(metadata=metadata)
@@ -195,33 +185,62 @@ def _versions_that_scored(entity: EntityFeatures, scores: pd.DataFrame) -> dict[
     return {str(name): int(version) for name, version in versions.itertuples(index=False)}
 
 
-def _daily_anomalies(
-    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
-) -> Iterator[pd.DataFrame]:
-    """The anomaly records of each entity type and day in [start, end)."""
-    detected_at = datetime.now(UTC).replace(tzinfo=None)
-    for day in days_in_window(start, end):
-        day_start = datetime.combine(day, datetime.min.time())
-        window = {"start": day_start, "end": day_start + timedelta(days=1)}
-        for entity_type, table in SCORES_TABLES.items():
-            entity = ENTITY_FEATURES[entity_type]
-            scores = conn.execute(
-                f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
-                f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
-                window,
-            ).df()
-            facts = conn.execute(FACTS_SQL[entity_type], window).df()
-            models = load_scoring_models(conn, entity, _versions_that_scored(entity, scores))
-            records = build_anomalies(
-                entity_type,
-                scores,
-                explain_flagged(models, facts, scores, entity_type),
-                facts,
-                detected_at,
-                thresholds={name: model.detector.threshold_ for name, model in models.items()},
-            )
-            context.log.info(f"{len(records)} anomaly records for {entity_type} rows of {day}")
-            yield records
+# A run loads each model version once (a Keras model takes a noticeable fraction of a second to load).
+LoadedModels = dict[tuple[str, str, int], ScoringModel]
+
+
+def _models_that_scored(
+    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, scores: pd.DataFrame, loaded: LoadedModels
+) -> dict[str, ScoringModel]:
+    """The model of each detector at the version that scored `scores`, loaded from the registry unless in `loaded`."""
+    versions = _versions_that_scored(entity, scores)
+    missing = {name: version for name, version in versions.items() if (entity.entity_type, name, version) not in loaded}
+    if missing:
+        for name, model in load_scoring_models(conn, entity, missing).items():
+            loaded[(entity.entity_type, name, model.version)] = model
+    return {name: loaded[(entity.entity_type, name, version)] for name, version in versions.items()}
+
+
+@dataclass(frozen=True)
+class _ScoredEntities:
+    """What a day's anomaly records of one entity type are built from."""
+
+    entity_type: str
+    scores: pd.DataFrame
+    facts: pd.DataFrame
+    models: dict[str, ScoringModel]
+
+
+def _read_scored_entities(
+    conn: duckdb.DuckDBPyConnection, day_start: datetime, day_end: datetime, loaded: LoadedModels
+) -> list[_ScoredEntities]:
+    """The scores, facts and scoring models of each entity type on the day [day_start, day_end)."""
+    window = {"start": day_start, "end": day_end}
+    scored = []
+    for entity_type, table in SCORES_TABLES.items():
+        if not table_exists(conn, table, DETECTIONS_SCHEMA):
+            continue  # no row of this entity type was ever scored (a store with activities and no orders yet)
+        entity = ENTITY_FEATURES[entity_type]
+        scores = conn.execute(
+            f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
+            f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
+            window,
+        ).df()
+        facts = conn.execute(FACTS_SQL[entity_type], window).df()
+        scored.append(_ScoredEntities(entity_type, scores, facts, _models_that_scored(conn, entity, scores, loaded)))
+    return scored
+
+
+def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataFrame:
+    """The anomaly records of one entity type on one day."""
+    return build_anomalies(
+        scored.entity_type,
+        scored.scores,
+        explain_flagged(scored.models, scored.facts, scored.scores, scored.entity_type),
+        scored.facts,
+        detected_at,
+        thresholds={name: model.detector.threshold_ for name, model in scored.models.items()},
+    )
 
 
 @dg.asset(
@@ -240,29 +259,32 @@ def _daily_anomalies(
     automation_condition=records_refresh,
 )
 def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    start, end = naive_utc_window(context)
-    with duckdb.get_connection() as conn:
-        rows, preview = replace_window(
-            conn,
-            DETECTIONS_SCHEMA,
-            ANOMALIES,
-            _daily_anomalies(context, conn, start, end),
-            "event_timestamp",
-            start,
-            end,
-        )
-        metadata = table_metadata(conn, DETECTIONS_SCHEMA, ANOMALIES, preview, rows, context.partition_keys)
-        metadata.update(empty_days_metadata(context, conn, SCORES_BY_TIME_COLUMN, start, end))
-        counts = conn.execute(
-            f"SELECT detector_name, severity, count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} "
-            "WHERE event_timestamp >= $start AND event_timestamp < $end GROUP BY ALL",
-            {"start": start, "end": end},
-        ).fetchall()
+    detected_at = datetime.now(UTC).replace(tzinfo=None)
+    loaded: LoadedModels = {}
     by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
     by_severity = dict.fromkeys(SEVERITIES, 0)
-    for detector, level, count in counts:
-        by_detector[detector] += count
-        by_severity[level] += count
+
+    def records_of_day(scored_entities: list[_ScoredEntities], day: date) -> list[pd.DataFrame]:
+        frames = []
+        for scored in scored_entities:
+            records = _anomaly_records(scored, detected_at)
+            for (detector, level), count in records.groupby(["detector_name", "severity"]).size().items():
+                by_detector[detector] += count
+                by_severity[level] += count
+            context.log.info(f"{len(records)} anomaly records for {scored.entity_type} rows of {day}")
+            frames.append(records)
+        return frames
+
+    _, metadata = replace_day_by_day(
+        context,
+        duckdb,
+        DETECTIONS_SCHEMA,
+        ANOMALIES,
+        "event_timestamp",
+        read=lambda conn, day_start, day_end: _read_scored_entities(conn, day_start, day_end, loaded),
+        compute=records_of_day,
+        inputs=SCORES_BY_TIME_COLUMN,
+    )
     metadata.update({f"anomalies/{name}": count for name, count in by_detector.items()})
     metadata.update({f"severity/{level}": count for level, count in by_severity.items()})
     return dg.MaterializeResult(metadata=metadata)
@@ -282,7 +304,10 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
 )
 def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:
-        consolidated = _rebuild_consolidated(conn)
+        inputs = _consolidation_inputs(conn)
+    consolidated = _consolidated(*inputs)
+    with duckdb.get_connection() as conn:
+        replace_table(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
         metadata = table_metadata(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
     for level in SEVERITIES:
         metadata[f"entities/{level}"] = int((consolidated["overall_severity"] == level).sum())
@@ -290,8 +315,8 @@ def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensD
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Replace `consolidated_anomalies` with the consolidation of every stored anomaly record."""
+def _consolidation_inputs(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every stored anomaly record, the sessions of the suspicious activities, and each one's session id."""
     records = conn.execute(f"SELECT * FROM {DETECTIONS_SCHEMA}.{ANOMALIES}").df()
     sessions = conn.execute(
         f"""SELECT id, session_id, timestamp, action_type, CAST(details AS VARCHAR) AS details
@@ -307,7 +332,16 @@ def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             WHERE a.id IN (SELECT entity_id FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE entity_type = $activity)""",
         {"activity": ENTITY_ACTIVITY},
     ).df()
-    consolidated = with_session_context(consolidate(records), activity_sessions, session_context(sessions))
+    return records, sessions, activity_sessions
+
+
+def _consolidated(records: pd.DataFrame, sessions: pd.DataFrame, activity_sessions: pd.DataFrame) -> pd.DataFrame:
+    return with_session_context(consolidate(records), activity_sessions, session_context(sessions))
+
+
+def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Replace `consolidated_anomalies` with the consolidation of every stored anomaly record."""
+    consolidated = _consolidated(*_consolidation_inputs(conn))
     replace_table(conn, DETECTIONS_SCHEMA, CONSOLIDATED_ANOMALIES, consolidated)
     return consolidated
 

@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.metadata import empty_days_metadata, table_metadata
+from anomalens_dagster.assets.daily import replace_day_by_day
 from anomalens_dagster.automation import features_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
@@ -28,8 +28,8 @@ from anomalens_dagster.core.features import (
     compute_order_features,
     iter_activity_features,
 )
-from anomalens_dagster.core.warehouse import replace_window, table_shape_version
-from anomalens_dagster.partitions import checked_window, daily_partitions, naive_utc_window
+from anomalens_dagster.core.warehouse import table_shape_version
+from anomalens_dagster.partitions import checked_window, daily_partitions
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 # A day's rolling windows read the previous day's last minutes and the next day's first minutes, so
@@ -47,18 +47,19 @@ def _materialize_features(
     compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
     source: str,
 ) -> dg.MaterializeResult:
-    """Replace the window's rows of `table` with `compute`'s; `source` is the store table (same time
-    column) each feature row stands for."""
-    start, end = naive_utc_window(context)
-    with duckdb.get_connection() as conn:
-        rows, preview = replace_window(conn, FEATURES_SCHEMA, table, compute(conn, start, end), time_column, start, end)
-        context.log.info(f"wrote {rows} feature rows for [{start}, {end}) to {FEATURES_SCHEMA}.{table}")
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(conn, FEATURES_SCHEMA, table, preview, rows, context.partition_keys),
-                **empty_days_metadata(context, conn, [(f"{STORE_SCHEMA}.{source}", time_column)], start, end),
-            }
-        )
+    """Replace the feature rows of each day of the run; `source` is the store table (same time column)
+    each feature row stands for. A day's features are SQL window queries, read per day."""
+    _, metadata = replace_day_by_day(
+        context,
+        duckdb,
+        FEATURES_SCHEMA,
+        table,
+        time_column,
+        read=lambda conn, day_start, day_end: list(compute(conn, day_start, day_end)),
+        compute=lambda frames, _day: frames,
+        inputs=[(f"{STORE_SCHEMA}.{source}", time_column)],
+    )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -75,7 +76,6 @@ def _materialize_features(
 )
 def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
-    # Chunked, so a long single-run backfill stays within memory.
     return _materialize_features(
         context, duckdb, ACTIVITY_FEATURES, "timestamp", iter_activity_features, USER_ACTIVITIES
     )

@@ -53,13 +53,19 @@ WHERE EXISTS (SELECT 1 FROM ({SCORES_SQL}) AS s WHERE s.entity_type = l.entity_t
 
 
 def replace_report_table(
-    duckdb: AnomaLensDuckDB, table: str, compute: Callable[[DuckDBPyConnection], pd.DataFrame]
+    duckdb: AnomaLensDuckDB, table: str, summarise: Callable[[DuckDBPyConnection], pd.DataFrame]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Compute a report table from the warehouse, replace `detections.<table>` with it; the frame and its metadata."""
+    """Summarise the warehouse in SQL, then replace `detections.<table>` with the result; the frame and its metadata."""
     with duckdb.get_connection() as conn:
-        frame = compute(conn)
+        frame = summarise(conn)
+    return frame, write_report_table(duckdb, table, frame)
+
+
+def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame) -> dict[str, Any]:
+    """Replace `detections.<table>` with `frame` in its own short connection; the table metadata."""
+    with duckdb.get_connection() as conn:
         replace_table(conn, DETECTIONS_SCHEMA, table, frame)
-        return frame, table_metadata(conn, DETECTIONS_SCHEMA, table, frame)
+        return table_metadata(conn, DETECTIONS_SCHEMA, table, frame)
 
 
 @dg.asset(
@@ -75,11 +81,10 @@ def replace_report_table(
     automation_condition=detection_summary_refresh,
 )
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    evaluation, metadata = replace_report_table(
-        duckdb,
-        DETECTOR_EVALUATION,
-        lambda conn: evaluate_detections(conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()),
-    )
+    with duckdb.get_connection() as conn:
+        scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
+    evaluation = evaluate_detections(scores, labels)
+    metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
     headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
     # The table itself is the preview (and `anomalens run` prints it once, at the end).
     context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels")

@@ -1,10 +1,12 @@
 """Store assets: the simulated shop's catalog and its daily orders, items, activities and labels."""
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
 
+from anomalens_dagster.assets.daily import day_window
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.configs import SimulationConfig
 from anomalens_dagster.constants import (
@@ -26,7 +28,7 @@ from anomalens_dagster.core.simulator import (
     SimulatedDay,
     day_id_base,
     simulate_catalog,
-    simulate_days,
+    simulate_day,
 )
 from anomalens_dagster.core.warehouse import (
     ensure_store_tables,
@@ -60,6 +62,7 @@ CATALOG_SPECS = [
     ),
 ]
 
+DAY_TABLES = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES, SIMULATION_LABELS)
 DAY_SPECS = [
     dg.AssetSpec(
         ORDERS,
@@ -116,42 +119,51 @@ def simulated_store_days(
 ) -> Iterator[dg.MaterializeResult]:
     """Simulate each day of the run's partitions and replace its simulated rows atomically.
 
-    One run may cover a range of days (single-run backfills); all of them are written in one
-    transaction. Rows loaded from landing files are never touched.
+    One run may cover a range of days (single-run backfills); each day is written in its own short
+    transaction, so readers get in between days and a failed run leaves whole days only. Rows
+    loaded from landing files are never touched.
     """
     start, end = naive_utc_window(context)
     settings = config.to_settings()
     catalog = simulate_catalog(settings)
-    first_batch: list[SimulatedDay] = []  # previews each table in the UI
+    written = dict.fromkeys(DAY_TABLES, 0)
+    first_day: SimulatedDay | None = None  # previews each table in the UI
     labels: list[pd.DataFrame] = []  # of every day, counted by kind
 
-    def simulated_batches() -> Iterator[SimulatedDay]:
-        for batch in simulate_days(settings, days_in_window(start, end), catalog):
-            context.log.info(
-                f"simulated {len(batch.user_activities)} activities and {len(batch.orders)} orders "
-                f"up to {batch.user_activities['timestamp'].max():%Y-%m-%d}"
-            )
-            first_batch[:] = first_batch or [batch]
-            labels.append(batch.simulation_labels)
-            yield batch
+    def simulated_days() -> Iterator[tuple[date, SimulatedDay]]:
+        for day in days_in_window(start, end):
+            yield day, simulate_day(settings, day, catalog)
 
-    with duckdb.get_connection() as conn:
-        written = replace_simulated_days(
-            conn,
-            start,
-            end,
-            label_id_range=(day_id_base(start.date()) + 1, day_id_base(end.date())),
-            # The next batch of days is simulated while this one is written.
-            days=read_ahead(simulated_batches()),
-            detail_keys_by_action=DETAIL_KEYS_BY_ACTION,
-        )
-        for table, rows in written.items():
-            metadata = table_metadata(
-                conn, STORE_SCHEMA, table, getattr(first_batch[0], table), rows, context.partition_keys
+    # The next day is simulated while this one is written.
+    for day, simulated in read_ahead(simulated_days()):
+        day_start, day_end = day_window(day)
+        with duckdb.get_connection() as conn:
+            day_written = replace_simulated_days(
+                conn,
+                day_start,
+                day_end,
+                label_id_range=(day_id_base(day) + 1, day_id_base(day + timedelta(days=1))),
+                days=[simulated],
+                detail_keys_by_action=DETAIL_KEYS_BY_ACTION,
             )
-            if table == SIMULATION_LABELS:
-                metadata.update(_anomaly_counts_by_kind(pd.concat(labels, ignore_index=True)))
-            yield dg.MaterializeResult(asset_key=table, metadata=metadata)
+        context.log.info(
+            f"simulated {len(simulated.user_activities)} activities and {len(simulated.orders)} orders of {day}"
+        )
+        for table, rows in day_written.items():
+            written[table] += rows
+        if first_day is None:
+            first_day = simulated
+        labels.append(simulated.simulation_labels)
+    if first_day is None:
+        raise ValueError(f"the run's partition window [{start}, {end}) holds no whole day to simulate")
+    with duckdb.get_connection() as conn:
+        metadata_by_table = {
+            table: table_metadata(conn, STORE_SCHEMA, table, getattr(first_day, table), rows, context.partition_keys)
+            for table, rows in written.items()
+        }
+    metadata_by_table[SIMULATION_LABELS].update(_anomaly_counts_by_kind(pd.concat(labels, ignore_index=True)))
+    for table, metadata in metadata_by_table.items():
+        yield dg.MaterializeResult(asset_key=table, metadata=metadata)
 
 
 def _anomaly_counts_by_kind(labels: pd.DataFrame) -> dict[str, dg.MetadataValue]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 import dagster as dg
@@ -10,6 +11,7 @@ import pytest
 
 from anomalens_dagster.constants import ANOMALY_KIND_BURST
 from anomalens_dagster.core import simulator
+from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
 
 
@@ -83,22 +85,46 @@ def test_a_settings_change_between_rebuilds_changes_the_day(duckdb_resource, db_
     assert table_contents(db_path, "user_activities") != before
 
 
+# The rows of one day in each event table (items by their order's day, labels by the day's id range).
+DAY_ROWS_SQL = {
+    "orders": "SELECT * FROM store.orders WHERE CAST(created_at AS DATE) = $day ORDER BY ALL",
+    "order_items": """SELECT * FROM store.order_items WHERE order_id IN (
+                          SELECT id FROM store.orders WHERE CAST(created_at AS DATE) = $day) ORDER BY ALL""",
+    "user_activities": "SELECT * FROM store.user_activities WHERE CAST(timestamp AS DATE) = $day ORDER BY ALL",
+    "simulation_labels": "SELECT * FROM store.simulation_labels WHERE entity_id BETWEEN $low AND $high ORDER BY ALL",
+}
+
+
+def day_contents(db_path, day: str) -> dict[str, list[tuple]]:
+    date = dt.date.fromisoformat(day)
+    params = {"day": date, "low": simulator.day_id_base(date) + 1, "high": simulator.day_id_base(date) + 10**8}
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        return {
+            table: conn.execute(sql, {name: params[name] for name in params if f"${name}" in sql}).fetchall()
+            for table, sql in DAY_ROWS_SQL.items()
+        }
+
+
 @pytest.mark.parametrize("broken_table", ["orders", "user_activities", "simulation_labels"])
-def test_a_range_write_that_fails_on_its_last_day_leaves_every_day_as_it_was(
-    duckdb_resource, db_path, small_simulation, broken_table, monkeypatch
+def test_a_range_write_that_fails_on_its_last_day_leaves_that_day_as_it_was_and_the_days_before_whole(
+    duckdb_resource, db_path, tmp_path, small_simulation, broken_table, monkeypatch
 ):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
-    before = {table: table_contents(db_path, table) for table in EVENT_TABLES}
+    last_day_before = day_contents(db_path, DAYS[-1])
+    rebuilt = AnomaLensDuckDB(database=str(tmp_path / "rebuilt.duckdb"))
+    materialize_store(rebuilt, {**small_simulation, "seed": 99}, partition_key=DAYS[0])
+    first_day_rebuilt = day_contents(rebuilt.database, DAYS[0])
 
-    def one_batch_per_day_the_last_one_broken(settings, days, catalog):
-        batches = list(simulator.simulate_days(settings, days, catalog, batch_activities=1))
-        last = batches[-1]
-        frame = getattr(last, broken_table)
-        broken = frame.drop(columns=[frame.columns[-1]])  # its INSERT fails on the missing column
-        return [*batches[:-1], replace(last, **{broken_table: broken})]
+    def last_day_broken(settings, day, catalog):
+        simulated = simulator.simulate_day(settings, day, catalog)
+        if day.isoformat() != DAYS[-1]:
+            return simulated
+        frame = getattr(simulated, broken_table)
+        return replace(simulated, **{broken_table: frame.drop(columns=[frame.columns[-1]])})  # its INSERT fails
 
-    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_days", one_batch_per_day_the_last_one_broken)
+    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_day", last_day_broken)
     result = materialize_store(duckdb_resource, {**small_simulation, "seed": 99}, tags=RANGE_TAGS, raise_on_error=False)
 
     assert not result.success
-    assert {table: table_contents(db_path, table) for table in EVENT_TABLES} == before
+    assert day_contents(db_path, DAYS[-1]) == last_day_before
+    assert day_contents(db_path, DAYS[0]) == first_day_rebuilt
