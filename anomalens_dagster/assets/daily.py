@@ -39,13 +39,13 @@ def replace_day_by_day(
     time_column: str,
     read: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Inputs],
     compute: Callable[[Inputs, date], Sequence[pd.DataFrame]],
-    inputs: Sequence[tuple[str, str]],
+    sources: Sequence[tuple[str, str]],
 ) -> tuple[int, dict[str, Any]]:
     """Replace `schema.table` day by day over the run's partitions; the rows written and the table metadata.
 
     `read(conn, day_start, day_end)` gets a day's inputs with the file open (SQL that computes, such
     as window queries, counts as reading: it scales with a day); `compute(inputs, day)` turns them
-    into the day's rows with the file closed. Each day is replaced in its own transaction. `inputs`
+    into the day's rows with the file closed. Each day is replaced in its own transaction. `sources`
     are the (`schema.table`, time column) pairs the rows come from: days where none has a row are
     named in the metadata and the run log.
     """
@@ -66,5 +66,5 @@ def replace_day_by_day(
     with duckdb_resource.get_connection() as conn:
         return rows, {
             **table_metadata(conn, schema, table, preview, rows, context.partition_keys),
-            **empty_days_metadata(context, conn, inputs, start, end),
+            **empty_days_metadata(context, conn, sources, start, end),
         }

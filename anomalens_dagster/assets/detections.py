@@ -146,7 +146,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
             entity.time_column,
             read=lambda conn, day_start, day_end: load_feature_sample(conn, entity, day_start, day_end),
             compute=score_day,
-            inputs=[(entity.qualified_table, entity.time_column)],
+            sources=[(entity.qualified_table, entity.time_column)],
         )
         metadata.update(_detection_metadata(totals))
         metadata["model_versions"] = dg.MetadataValue.json({name: m.version for name, m in models.items()})
@@ -283,7 +283,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
         "event_timestamp",
         read=lambda conn, day_start, day_end: _read_scored_entities(conn, day_start, day_end, loaded),
         compute=records_of_day,
-        inputs=SCORES_BY_TIME_COLUMN,
+        sources=SCORES_BY_TIME_COLUMN,
     )
     metadata.update({f"anomalies/{name}": count for name, count in by_detector.items()})
     metadata.update({f"severity/{level}": count for level, count in by_severity.items()})

@@ -57,7 +57,7 @@ def _materialize_features(
         time_column,
         read=lambda conn, day_start, day_end: list(compute(conn, day_start, day_end)),
         compute=lambda frames, _day: frames,
-        inputs=[(f"{STORE_SCHEMA}.{source}", time_column)],
+        sources=[(f"{STORE_SCHEMA}.{source}", time_column)],
     )
     return dg.MaterializeResult(metadata=metadata)
 
