@@ -32,7 +32,7 @@ chromium:  ## Install Debian's chromium if missing (as root, else through passwo
 	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; \
 	} || { echo "Could not install chromium: run 'sudo apt-get install -y chromium', then 'make test'." >&2; exit 1; }
 
-dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:$(PORT) (make dev PORT=4000), same instance and DuckDB file as `make demo`
+dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:$(PORT) (`make dev PORT=4000`), same instance and DuckDB as `make demo`
 	$(BIN)/anomalens dev --port $(PORT)
 
 validate: $(INSTALLED)  ## Load the code location the way `dagster dev` does
