@@ -170,8 +170,9 @@ class ClearAnomaliesConfig(dg.Config):
     )
 
 
+SIMULATION_SECTION = "simulation"
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
-    "simulation": SimulationConfig,
+    SIMULATION_SECTION: SimulationConfig,
     "training": TrainingConfig,
     "detection": DetectionConfig,
 }

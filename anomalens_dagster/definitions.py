@@ -25,6 +25,7 @@ from anomalens_dagster.jobs import jobs
 from anomalens_dagster.resources import duckdb_resource, landing_zone_resource
 from anomalens_dagster.schedules import schedules
 from anomalens_dagster.sensors import sensors
+from anomalens_dagster.settings import settings_resource
 
 # Which ops take each section of a settings file (`anomalens run --settings`), and under which key
 # of their config (None: the section is the op's whole config).
@@ -56,7 +57,7 @@ defs = dg.Definitions(
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,
-    resources={"duckdb": duckdb_resource(), "landing": landing_zone_resource()},
+    resources={"duckdb": duckdb_resource(), "landing": landing_zone_resource(), "settings": settings_resource()},
     # Every run in one process, whoever launches it (UI, daemon, `dagster job execute`): DuckDB steps
     # run one at a time anyway (the `duckdb` pool), and a process per step cost 5-12 s each.
     executor=dg.in_process_executor,

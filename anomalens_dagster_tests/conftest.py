@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from anomalens_dagster.constants import SETTINGS_ENV_VAR
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
+
+# A settings file that does not exist: runs see the built-in defaults, never a developer's data/settings.yaml.
+NO_SETTINGS_FILE = Path(__file__).with_name("no-settings.yaml")
+DEFAULT_SETTINGS = SettingsFile(path=str(NO_SETTINGS_FILE))
+
+
+def pytest_configure(config) -> None:
+    """Point the code location (imported during collection, and the processes tests start) at no settings file."""
+    os.environ[SETTINGS_ENV_VAR] = str(NO_SETTINGS_FILE)
+
 
 # Small enough for a fast test, big enough that every anomaly kind is injected on every day.
 SMALL_SIMULATION = {

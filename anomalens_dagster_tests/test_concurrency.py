@@ -37,7 +37,7 @@ from anomalens_dagster.constants import (
 from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
 from anomalens_dagster.resources import LOCK_ERROR, AnomaLensDuckDB
-from anomalens_dagster_tests.conftest import SMALL_SIMULATION
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS, SMALL_SIMULATION
 from anomalens_dagster_tests.e2e_support import dagster_service, poll
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def single_process_store(database: Path) -> dict[str, list[tuple]]:
     simulation = {"config": BUSY_SIMULATION}
     result = dg.materialize(
         [store_catalog, simulated_store_days],
-        resources={"duckdb": AnomaLensDuckDB(database=str(database))},
+        resources={"duckdb": AnomaLensDuckDB(database=str(database)), "settings": DEFAULT_SETTINGS},
         run_config={"ops": {store_catalog.op.name: simulation, simulated_store_days.op.name: simulation}},
         tags={"dagster/asset_partition_range_start": FIRST_DAY, "dagster/asset_partition_range_end": LAST_DAY},
     )

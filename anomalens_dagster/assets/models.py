@@ -14,6 +14,7 @@ from anomalens_dagster.core.detectors import make_detector
 from anomalens_dagster.core.registry import ModelRecord, ensure_model_registry, load_model, register_model
 from anomalens_dagster.core.training import ENTITY_FEATURES, load_feature_sample, load_training_frame
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 DETECTOR_TITLES = {
     "zscore": "Z-score statistics",
@@ -85,10 +86,18 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
         automation_condition=model_retraining,
     )
-    def model(context: dg.AssetExecutionContext, config: ModelConfig, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    def model(
+        context: dg.AssetExecutionContext, config: ModelConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
+    ) -> dg.MaterializeResult:
+        # The run config's `training` / `detection` values over the settings file's over the defaults.
+        effective = settings.resolve(config)
         with duckdb.get_connection() as conn:
             training = load_training_frame(
-                conn, entity, config.training.training_days, config.training.max_training_rows, config.training.seed
+                conn,
+                entity,
+                effective.training.training_days,
+                effective.training.max_training_rows,
+                effective.training.seed,
             )
         context.log.info(
             f"training {detector} on {len(training.frame)} of {training.rows_in_window} {entity_type} rows "
@@ -99,7 +108,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
                 f"skipped {training.rows_missing_features} {entity_type} rows whose detector features are missing "
                 f"(their days were written before a feature column was added; `anomalens rebuild {entity.table}`)"
             )
-        params = config.detection.detector_params(detector, config.training.seed, entity_type)
+        params = effective.detection.detector_params(detector, effective.training.seed, entity_type)
         if detector == "autoencoder":
             # Per-epoch losses stay in the run's debug log; the registered line below sums the training up.
             params["on_epoch_end"] = lambda epoch, logs: context.log.debug(

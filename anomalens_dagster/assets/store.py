@@ -8,7 +8,7 @@ import pandas as pd
 
 from anomalens_dagster.assets.daily import day_window
 from anomalens_dagster.assets.metadata import table_metadata
-from anomalens_dagster.configs import SimulationConfig
+from anomalens_dagster.configs import SIMULATION_SECTION, SimulationConfig
 from anomalens_dagster.constants import (
     ANOMALY_KINDS,
     CATEGORIES,
@@ -39,6 +39,7 @@ from anomalens_dagster.core.warehouse import (
 )
 from anomalens_dagster.partitions import daily_partitions, days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 CATALOG_SPECS = [
     dg.AssetSpec(
@@ -96,10 +97,13 @@ DAY_SPECS = [
 
 @dg.multi_asset(specs=CATALOG_SPECS, pool=DUCKDB_POOL)
 def store_catalog(
-    context: dg.AssetExecutionContext, config: SimulationConfig, duckdb: AnomaLensDuckDB
+    context: dg.AssetExecutionContext, config: SimulationConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
 ) -> Iterator[dg.MaterializeResult]:
-    """Simulate the catalog and customers (deterministic in the seed) and replace the tables."""
-    catalog = simulate_catalog(config.to_settings())
+    """Simulate the catalog and customers (deterministic in the seed) and replace the tables.
+
+    Settings: the run config's `simulation` values over the settings file's over the defaults.
+    """
+    catalog = simulate_catalog(settings.resolve(config, SIMULATION_SECTION).to_settings())
     frames = {CATEGORIES: catalog.categories, PRODUCTS: catalog.products, CUSTOMERS: catalog.customers}
     with duckdb.get_connection() as conn:
         replace_catalog(conn, frames)
@@ -115,7 +119,7 @@ def store_catalog(
     pool=DUCKDB_POOL,
 )
 def simulated_store_days(
-    context: dg.AssetExecutionContext, config: SimulationConfig, duckdb: AnomaLensDuckDB
+    context: dg.AssetExecutionContext, config: SimulationConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
 ) -> Iterator[dg.MaterializeResult]:
     """Simulate each day of the run's partitions and replace its simulated rows atomically.
 
@@ -124,15 +128,15 @@ def simulated_store_days(
     loaded from landing files are never touched.
     """
     start, end = naive_utc_window(context)
-    settings = config.to_settings()
-    catalog = simulate_catalog(settings)
+    simulation = settings.resolve(config, SIMULATION_SECTION).to_settings()
+    catalog = simulate_catalog(simulation)
     written = dict.fromkeys(DAY_TABLES, 0)
     first_day: SimulatedDay | None = None  # previews each table in the UI
     labels: list[pd.DataFrame] = []  # of every day, counted by kind
 
     def simulated_days() -> Iterator[tuple[date, SimulatedDay]]:
         for day in days_in_window(start, end):
-            yield day, simulate_day(settings, day, catalog)
+            yield day, simulate_day(simulation, day, catalog)
 
     # The next day is simulated while this one is written.
     for day, simulated in read_ahead(simulated_days()):

@@ -6,6 +6,7 @@ import pytest
 from anomalens_dagster.assets.features import activity_features, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 DAYS = ("2026-03-01", "2026-03-02")
 RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]}
@@ -15,7 +16,7 @@ EVENT_TABLES = ("orders", "order_items", "user_activities", "simulation_labels")
 def materialize_store(duckdb_resource, simulation: dict, **kwargs) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [store_catalog, simulated_store_days, *store_checks],
-        resources={"duckdb": duckdb_resource},
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
         run_config={
             "ops": {
                 "store_catalog": {"config": simulation},
@@ -29,7 +30,11 @@ def materialize_store(duckdb_resource, simulation: dict, **kwargs) -> dg.Execute
 @pytest.fixture
 def store_with_features(duckdb_resource, small_simulation):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
-    dg.materialize([activity_features, order_features], resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
+    dg.materialize(
+        [activity_features, order_features],
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
+        tags=RANGE_TAGS,
+    )
     return duckdb_resource
 
 
@@ -44,7 +49,7 @@ FAST_MODELS = {
 def train_all(duckdb_resource) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*model_assets, *model_checks],
-        resources={"duckdb": duckdb_resource},
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
         run_config={"ops": {model.op.name: {"config": FAST_MODELS} for model in model_assets}},
     )
 

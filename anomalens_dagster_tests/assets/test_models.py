@@ -7,6 +7,7 @@ import pytest
 from anomalens_dagster.assets.models import model_assets
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster_tests.assets.conftest import train_all
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_training_registers_eight_models_that_pass_their_checks_and_version_up_o
 def test_model_metadata_shows_version_window_rows_and_threshold(store_with_features):
     zscore = next(model for model in model_assets if model.key == dg.AssetKey("order_zscore"))
 
-    result = dg.materialize([zscore], resources={"duckdb": store_with_features})
+    result = dg.materialize([zscore], resources={"duckdb": store_with_features, "settings": DEFAULT_SETTINGS})
 
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["version"].value == 1
@@ -52,4 +53,4 @@ def test_training_without_features_fails_with_a_message_saying_what_to_materiali
     zscore = next(model for model in model_assets if model.key == dg.AssetKey("activity_zscore"))
 
     with pytest.raises(Exception, match="materialise activity_features"):
-        dg.materialize([zscore], resources={"duckdb": duckdb_resource})
+        dg.materialize([zscore], resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS})

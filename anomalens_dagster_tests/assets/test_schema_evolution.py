@@ -20,6 +20,7 @@ from anomalens_dagster.core.features import ORDER_DTYPES, ORDER_FEATURE_COLUMNS,
 from anomalens_dagster.core.warehouse import table_shape_version
 from anomalens_dagster.instance import ensure_dagster_home
 from anomalens_dagster_tests.assets.conftest import materialize_store
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 DAYS = ("2026-03-01", "2026-03-02", "2026-03-03")
 THREE_DAYS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
@@ -102,7 +103,9 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
     assert evaluation.metadata["missing/amount_per_item"].value == counts[DAYS[0]] + counts[DAYS[2]]
     stale = (StaleStatus.STALE, {StaleCauseCategory.CODE})
     assert statuses(instance, assets) == {DAYS[0]: stale, DAYS[1]: (StaleStatus.FRESH, set()), DAYS[2]: stale}
-    defs = dg.Definitions(assets=assets, asset_checks=[check], resources={"duckdb": duckdb_resource})
+    defs = dg.Definitions(
+        assets=assets, asset_checks=[check], resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS}
+    )
     assert stale_days(defs, instance, "order_features") == [DAYS[0], DAYS[2]]
     assert stale_days(defs, instance, "order_features", first=dt.date(2026, 3, 2)) == [DAYS[2]]
 
