@@ -19,9 +19,9 @@ import dagster as dg
 
 from anomalens_dagster.constants import (
     DEFAULT_RESCORE_DAYS,
-    DUCKDB_RUN_TAG,
     MODELS_GROUP,
     STORE_GROUP,
+    UNATTENDED_RUN_TAGS,
     WEEKLY_TRAINING_CRON,
 )
 
@@ -93,7 +93,7 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=AUTOMATION_SENSOR_INTERVAL_SECONDS,
-    run_tags={DUCKDB_RUN_TAG: "writer", "dagster/max_retries": "2"},
+    run_tags=UNATTENDED_RUN_TAGS,
     # Backfills wait for the backfill daemon's 30-s loop; one run per day starts within seconds.
     emit_backfills=False,
     description=(

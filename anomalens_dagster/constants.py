@@ -8,6 +8,10 @@ DUCKDB_PATH_ENV_VAR = "ANOMALENS_DUCKDB_PATH"
 DUCKDB_POOL = "duckdb"  # concurrency pool shared by every asset that touches the DuckDB file
 # Run tag of every run that writes the DuckDB file; the instance's run queue runs one such run at a time.
 DUCKDB_RUN_TAG = "anomalens/duckdb"
+DUCKDB_WRITER_TAGS = {DUCKDB_RUN_TAG: "writer"}
+# Runs that schedules, sensors and automation start unattended are re-executed by the daemon when they
+# fail, up to twice (jobs.py says why that is safe).
+UNATTENDED_RUN_TAGS = {**DUCKDB_WRITER_TAGS, "dagster/max_retries": "2"}
 
 # The deployment's settings file, read by every run (settings.py); it belongs to the deployment, not the repository.
 DEFAULT_SETTINGS_PATH = "data/settings.yaml"

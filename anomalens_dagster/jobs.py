@@ -7,24 +7,23 @@ import dagster as dg
 from anomalens_dagster.assets.detections import clear_anomalies
 from anomalens_dagster.constants import (
     DETECTIONS_GROUP,
-    DUCKDB_RUN_TAG,
+    DUCKDB_WRITER_TAGS,
     FEATURES_GROUP,
     MODELS_GROUP,
     OPS_GROUP,
     REPORTS_GROUP,
     STORE_GROUP,
+    UNATTENDED_RUN_TAGS,
 )
 
-# Every job writes the DuckDB file: the instance's run queue runs one run with this tag at a time
-# (dagster.yaml), and each run executes its steps in one process (the Definitions' in-process
-# executor): the `duckdb` pool serialises DuckDB steps anyway, so a process per step only added
-# 5-12 s of start-up to each of them.
-DUCKDB_WRITER = {DUCKDB_RUN_TAG: "writer"}
-# Schedules and sensors launch these jobs unattended; a run that fails (a DuckDB file held by another
+# Every job writes the DuckDB file, so every job carries DUCKDB_WRITER_TAGS: the instance's run queue
+# runs one such run at a time (dagster.yaml), and each run executes its steps in one process (the
+# Definitions' in-process executor): the `duckdb` pool serialises DuckDB steps anyway, so a process
+# per step only added 5-12 s of start-up to each of them.
+# Schedules, sensors and automation launch runs unattended (UNATTENDED_RUN_TAGS); a run that fails (a DuckDB file held by another
 # process, a worker killed) is re-executed from the failed step by the daemon. The landing sensor
 # counts a file as seen once it requested its ingest, so without a retry a failed ingest would wait
 # for the file to change. Every step replaces what it writes atomically, so re-running is safe.
-UNATTENDED_RUN_TAGS = {**DUCKDB_WRITER, "dagster/max_retries": "2"}
 
 simulate_job = dg.define_asset_job(
     name="simulate_job",
@@ -61,12 +60,12 @@ full_pipeline_job = dg.define_asset_job(
     name="full_pipeline_job",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(OPS_GROUP),
     description="Materialise every asset for the selected days: store, features, models, detections and reports.",
-    tags=DUCKDB_WRITER,
+    tags=DUCKDB_WRITER_TAGS,
 )
 
 
 @dg.job(
-    tags=DUCKDB_WRITER,
+    tags=DUCKDB_WRITER_TAGS,
     description=(
         "Delete the anomaly records of one day (config `day: YYYY-MM-DD`) or of every day, and rebuild "
         "consolidated_anomalies; scores are kept."

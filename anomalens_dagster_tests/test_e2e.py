@@ -32,12 +32,13 @@ from anomalens_dagster.constants import (
     SIMULATION_LABELS,
     STORE_GROUP,
     STORE_SCHEMA,
+    UNATTENDED_RUN_TAGS,
     USER_ACTIVITIES,
 )
 from anomalens_dagster.core.landing import write_landing_sample
 from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
-from anomalens_dagster.jobs import UNATTENDED_RUN_TAGS, detect_job, ingest_job, simulate_job
+from anomalens_dagster.jobs import detect_job, ingest_job, simulate_job
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 from anomalens_dagster_tests.e2e_support import (
     CHROMIUM_ARGS,
