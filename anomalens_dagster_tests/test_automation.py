@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import warnings
 
 import dagster as dg
 import duckdb
@@ -345,7 +346,11 @@ def test_the_daily_simulation_simulates_the_day_that_just_ended():
     at = dt.datetime(2026, 3, 5, 0, 15, tzinfo=dt.UTC)
 
     context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
-    (request,) = schedule.evaluate_tick(context).run_requests
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (request,) = schedule.evaluate_tick(context).run_requests
+
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]  # no deprecated schedule builder
 
     assert request.partition_key == "2026-03-04"
     assert schedule.job_name == "simulate_job"
