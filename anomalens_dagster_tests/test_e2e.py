@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -102,6 +103,7 @@ def webserver(e2e_dir, db_file, dagster_home):
     # ("Version table 'alembic_version' has more than one head"). `dagster dev` also creates it before starting them.
     DagsterInstance.from_config(str(home)).dispose()
     # The landing sensor runs in the daemon: give it an empty folder of its own, not the checkout's data/landing.
+    (e2e_dir / "landing").mkdir()
     env = {
         **os.environ,
         DAGSTER_HOME_ENV_VAR: str(home),
@@ -262,38 +264,61 @@ def check_failures(instance: DagsterInstance, run_id: str) -> list[str]:
     return [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
 
 
-@pytest.mark.timeout(2 * SETTLE_TIMEOUT_S + 60)
-def test_a_file_dropped_in_the_landing_zone_is_ingested_and_scored_by_successful_runs_only(
-    webserver, simulated_run, dagster_home, e2e_dir, db_file
-):
+@dataclass
+class Delivery:
+    """A delivery of landing files for today, dropped while the daemon runs, and the runs that followed."""
+
+    day: dt.date
+    activities_file: str
+    runs: list  # every run started after the drop, settled
+    failed_checks: dict[str, list[str]]
+    anomalies_written: bool
+
+
+@pytest.fixture(scope="module")
+def landed_delivery(webserver, simulated_run, dagster_home, e2e_dir) -> Delivery:
     instance = DagsterInstance.from_config(str(dagster_home))
     try:
         # The simulated days first refresh by themselves: features, detectors trained, scores, reports.
         before = poll("the runs after the simulation to settle", SettledRuns(instance), SETTLE_TIMEOUT_S, 1)
         today = dt.datetime.now(dt.UTC).date()
-        staging = e2e_dir / "staging"
-        for path in write_landing_sample(staging, [today]):
+        paths = write_landing_sample(e2e_dir / "staging", [today])
+        for path in paths:
             path.rename(e2e_dir / "landing" / path.name)  # whole files appear at once, as a delivery should
 
         after = poll("the runs after the delivery to settle", SettledRuns(instance), SETTLE_TIMEOUT_S, 1)
-        new_runs = [run for run in after if run.run_id not in {old.run_id for old in before}]
-        jobs = sorted({run.job_name for run in new_runs})
-        failed = {run.run_id: check_failures(instance, run.run_id) for run in new_runs}
+        runs = [run for run in after if run.run_id not in {old.run_id for old in before}]
         scored = instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey(ANOMALIES), asset_partitions=[today.isoformat()]), limit=1
         ).records
+        return Delivery(
+            day=today,
+            activities_file=next(path.name for path in paths if path.name.startswith(USER_ACTIVITIES)),
+            runs=runs,
+            failed_checks={run.run_id: check_failures(instance, run.run_id) for run in runs},
+            anomalies_written=bool(scored),
+        )
     finally:
         instance.dispose()
 
-    assert ingest_job.name in jobs and len(new_runs) >= 2, jobs
-    assert [run.status for run in new_runs] == [DagsterRunStatus.SUCCESS] * len(new_runs), "\n".join(
-        webserver.run_errors(run.run_id) for run in new_runs if run.status != DagsterRunStatus.SUCCESS
+
+@pytest.mark.timeout(2 * SETTLE_TIMEOUT_S + 60)
+def test_a_file_dropped_in_the_landing_zone_is_ingested_and_scored_by_successful_runs_only(
+    webserver, landed_delivery, db_file
+):
+    runs = landed_delivery.runs
+    jobs = sorted({run.job_name for run in runs})
+
+    assert ingest_job.name in jobs and len(runs) >= 2, jobs
+    assert [run.status for run in runs] == [DagsterRunStatus.SUCCESS] * len(runs), "\n".join(
+        webserver.run_errors(run.run_id) for run in runs if run.status != DagsterRunStatus.SUCCESS
     )
-    assert not any(failed.values()), failed
-    assert scored, f"no anomaly records written for {today} by {jobs}"
+    assert not any(landed_delivery.failed_checks.values()), landed_delivery.failed_checks
+    assert landed_delivery.anomalies_written, f"no anomaly records written for {landed_delivery.day} by {jobs}"
     with duckdb.connect(str(db_file), read_only=True) as conn:
         (scored_rows,) = conn.execute(
-            "SELECT count(*) FROM detections.activity_scores WHERE CAST(timestamp AS DATE) = $day", {"day": today}
+            "SELECT count(*) FROM detections.activity_scores WHERE CAST(timestamp AS DATE) = $day",
+            {"day": landed_delivery.day},
         ).fetchone()
     assert scored_rows > 0
 
@@ -315,7 +340,7 @@ def test_a_one_day_detect_job_launched_through_graphql_succeeds_in_one_process(w
     assert any(text.startswith("Executing steps in process") for text in texts)
 
 
-def test_the_asset_graph_and_an_asset_page_render_in_headless_chromium(webserver, simulated_run, e2e_dir):
+def test_the_asset_graph_and_an_asset_page_render_in_headless_chromium(webserver, landed_delivery, e2e_dir):
     executable = chromium_path()
     shots = e2e_dir / "screenshots"
     shots.mkdir()
@@ -355,9 +380,12 @@ def test_the_asset_graph_and_an_asset_page_render_in_headless_chromium(webserver
             capture(
                 page, f"/asset-groups?expanded=global@global:{STORE_GROUP}", "store_lineage", STORE_ASSETS, GRAPH_NODES
             )
-            # The run covered two days, so its row count is the range's (`rows_in_range`, see assets/metadata.py).
+            # The latest change of the activities is today's, by the landed file: the page names it.
             asset_text = capture(
-                page, f"/assets/{USER_ACTIVITIES}", USER_ACTIVITIES, ["Latest materialization", "rows_in_range"]
+                page,
+                f"/assets/{USER_ACTIVITIES}",
+                USER_ACTIVITIES,
+                ["Latest materialization", "rows_loaded_from_file", landed_delivery.activities_file],
             )
         finally:
             browser.close()
