@@ -4,7 +4,9 @@ transaction, and record that it was done in `ops.forgotten_customers`.
 What is personal data here: the customer's email and names (store.customers), the IP addresses
 and user agents of their activities, their email where a login attempt named it
 (``details.attempted_email`` of anonymous failed logins), and those values where the anomaly
-records repeat them (columns, descriptions, JSON details, session actions; emails are masked there).
+records repeat them (columns, descriptions, JSON details, session actions; emails are masked there,
+and a masked form another customer shares, like ``jo***@example.com``, is replaced on their records too:
+erring towards forgetting). Nothing outside the DuckDB file is touched (this store has no outbox).
 
 The rows themselves stay: orders, activities and anomaly records keep their ids, times, amounts and
 actions, so features, models and the evaluation of past days are unchanged. The customer row keeps
@@ -98,10 +100,10 @@ def _forget_activities(conn: duckdb.DuckDBPyConnection, customer_id: int, email:
         f"""UPDATE {STORE_SCHEMA}.{USER_ACTIVITIES}
             SET ip_address = CASE WHEN ip_address IN (SELECT unnest($ips)) THEN NULL ELSE ip_address END,
                 user_agent = CASE WHEN customer_id = $id THEN NULL ELSE user_agent END,
-                details = CASE WHEN details->>'attempted_email' = $email
+                details = CASE WHEN json_extract_string(details, '$.attempted_email') = $email
                                THEN json_merge_patch(details, '{{"attempted_email": null}}') ELSE details END
             WHERE customer_id = $id OR ip_address IN (SELECT unnest($ips))
-               OR details->>'attempted_email' = $email""",
+               OR json_extract_string(details, '$.attempted_email') = $email""",
         {"id": customer_id, "ips": ips, "email": email},
     ).fetchall()
     return int(changed)
