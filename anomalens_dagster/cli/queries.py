@@ -1,5 +1,5 @@
-"""Read-only queries: what `run` prints (row counts, store summary, top anomalies, evaluation) and
-the `anomalies` command."""
+"""Read-only queries: what `run` prints (row counts, store summary, top anomalies, evaluation), the
+`anomalies` command, and what the store holds (landed rows, days with data, trained models)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,18 @@ from anomalens_dagster.constants import (
     DETECTIONS_SCHEMA,
     DETECTOR_ENSEMBLE,
     DETECTOR_EVALUATION,
+    ENTITY_ACTIVITY,
+    ENTITY_ORDER,
     EVALUATION_ALL_KINDS,
+    ML_SCHEMA,
+    MODEL_REGISTRY,
+    ORDER_ITEMS,
+    ORDERS,
     SEVERITIES,
+    SIMULATOR_SOURCE,
+    STORE_SCHEMA,
     STORE_SUMMARY,
+    USER_ACTIVITIES,
 )
 from anomalens_dagster.core.evaluation import NOT_EVALUATED
 
@@ -182,3 +191,57 @@ def anomalies(
     else:
         with pd.option_context("display.max_colwidth", 100, "display.width", 250):
             click.echo(records.to_string(index=False))
+
+
+FACT_TABLES = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES)
+
+
+def landed_row_count(db_path: Path) -> int:
+    """Store rows that came from landing files (any `source` but the simulator's); 0 for a new file."""
+    if not db_path.exists():
+        return 0
+    counts = [
+        report_frame(
+            db_path,
+            f"SELECT count(*) AS n FROM {STORE_SCHEMA}.{table} WHERE source <> $simulator",
+            {"simulator": SIMULATOR_SOURCE},
+        )
+        for table in FACT_TABLES
+    ]
+    return sum(int(frame["n"].item()) for frame in counts if frame is not None)
+
+
+def store_rows_between(db_path: Path, first: dt.date, last: dt.date) -> int:
+    """Orders and activities the store holds from `first` to `last` (UTC days, inclusive)."""
+    if not db_path.exists():
+        return 0
+    window = {"start": dt.datetime.combine(first, dt.time()), "end": dt.datetime.combine(last, dt.time())}
+    window["end"] += dt.timedelta(days=1)
+    counts = [
+        report_frame(
+            db_path,
+            f"SELECT count(*) AS n FROM {STORE_SCHEMA}.{table} WHERE {column} >= $start AND {column} < $end",
+            window,
+        )
+        for table, column in ((ORDERS, "created_at"), (USER_ACTIVITIES, "timestamp"))
+    ]
+    return sum(int(frame["n"].item()) for frame in counts if frame is not None)
+
+
+def store_rows_by_entity(db_path: Path) -> dict[str, int]:
+    """Rows the store holds per entity type (orders, activities), whatever their day."""
+    if not db_path.exists():
+        return {}
+    counts = {}
+    for entity_type, table in ((ENTITY_ORDER, ORDERS), (ENTITY_ACTIVITY, USER_ACTIVITIES)):
+        frame = report_frame(db_path, f"SELECT count(*) AS n FROM {STORE_SCHEMA}.{table}")
+        counts[entity_type] = 0 if frame is None else int(frame["n"].item())
+    return counts
+
+
+def registered_models(db_path: Path) -> set[tuple[str, str]]:
+    """(detector, entity_type) of every detector with a version in the model registry."""
+    if not db_path.exists():
+        return set()
+    models = report_frame(db_path, f"SELECT DISTINCT detector, entity_type FROM {ML_SCHEMA}.{MODEL_REGISTRY}")
+    return set() if models is None else set(models.itertuples(index=False, name=None))
