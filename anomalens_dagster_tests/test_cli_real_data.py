@@ -1,9 +1,16 @@
 """Real-data mode of the `anomalens` command: ingest --detect, run --no-simulate, and the refusal to
-simulate into a store that holds landed rows (CliRunner, a tmp DuckDB file and DAGSTER_HOME)."""
+simulate into a store that holds landed rows (a tmp DuckDB file and DAGSTER_HOME).
+
+Commands that run assets run in their own process, as a user runs them: the code location picks
+its DuckDB file and landing folder when first imported, which in a test session happened long before.
+"""
 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -37,14 +44,22 @@ def real_store(tmp_path, monkeypatch):
 
 
 def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args))
-    return result
+    """`anomalens` in this process: for commands that read the file by path and run nothing."""
+    return CliRunner().invoke(main, list(args))
+
+
+def run_anomalens(*args: str) -> subprocess.CompletedProcess:
+    """The installed console script in its own process; `.output` and `.exit_code` like CliRunner's."""
+    anomalens = str(Path(sys.executable).with_name("anomalens"))
+    done = subprocess.run([anomalens, *args], capture_output=True, text=True, timeout=600)
+    done.output, done.exit_code = done.stdout + done.stderr, done.returncode
+    return done
 
 
 def test_ingest_detect_trains_and_scores_the_delivered_days_and_anomalies_name_their_customers(real_store):
     db, landing = real_store
 
-    result = invoke("ingest", "--landing", str(landing), "--db", str(db), "--detect")
+    result = run_anomalens("ingest", "--landing", str(landing), "--db", str(db), "--detect")
 
     assert result.exit_code == 0, result.output
     assert "training 8 detector(s) without a model" in result.output
@@ -74,12 +89,12 @@ def test_ingest_detect_trains_and_scores_the_delivered_days_and_anomalies_name_t
     assert len(records) > 0 and set(records["customer_id"]) == {customer}
 
     # The models exist now: a later run on the same days trains nothing and succeeds on the store's rows.
-    again = invoke("run", "--no-simulate", "--db", str(db), "--days", "3", "--end-date", str(max(delivered)))
+    again = run_anomalens("run", "--no-simulate", "--db", str(db), "--days", "3", "--end-date", str(max(delivered)))
     assert again.exit_code == 0, again.output
     assert "training 0 detector(s) without a model" in again.output
 
     # And simulating into this store is refused, naming the way that does not simulate.
-    refused = invoke("run", "--db", str(db), "--days", "1")
+    refused = run_anomalens("run", "--db", str(db), "--days", "1")
     assert refused.exit_code == 2
     assert "--no-simulate" in refused.output
     with duckdb.connect(str(db), read_only=True) as conn:
@@ -90,7 +105,7 @@ def test_run_no_simulate_on_a_store_without_rows_in_the_range_says_so_and_runs_n
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     db = tmp_path / "empty.duckdb"
 
-    result = invoke("run", "--no-simulate", "--db", str(db), "--days", "2", "--end-date", "2026-03-02")
+    result = run_anomalens("run", "--no-simulate", "--db", str(db), "--days", "2", "--end-date", "2026-03-02")
 
     assert result.exit_code == 1
     assert "holds no orders or activities from 2026-03-01 to 2026-03-02" in result.output
@@ -100,7 +115,7 @@ def test_run_no_simulate_on_a_store_without_rows_in_the_range_says_so_and_runs_n
 def test_retrain_without_no_simulate_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
 
-    result = invoke("run", "--retrain", "--db", str(tmp_path / "x.duckdb"))
+    result = run_anomalens("run", "--retrain", "--db", str(tmp_path / "x.duckdb"))
 
     assert result.exit_code == 2
     assert "--retrain goes with --no-simulate" in result.output

@@ -37,7 +37,15 @@ from anomalens_dagster.cli.queries import (
     table_row_counts,
     top_anomalies,
 )
-from anomalens_dagster.constants import DEFAULT_LANDING_DIR, PARTITIONS_START_DATE
+from anomalens_dagster.constants import (
+    DEFAULT_LANDING_DIR,
+    DETECTIONS_GROUP,
+    DETECTOR_NAMES,
+    ENTITY_TYPES,
+    FEATURES_GROUP,
+    PARTITIONS_START_DATE,
+    REPORTS_GROUP,
+)
 from anomalens_dagster.instance import ensure_dagster_home
 
 if TYPE_CHECKING:
@@ -47,7 +55,6 @@ if TYPE_CHECKING:
 def _models_to_train(db_path: Path, retrain: bool) -> list[str]:
     """Names of the model assets to train: every one with `retrain`, else those with no registered version."""
     from anomalens_dagster.assets.models import model_asset_name
-    from anomalens_dagster.constants import DETECTOR_NAMES, ENTITY_TYPES
 
     registered = set() if retrain else registered_models(db_path)
     return [
@@ -61,7 +68,6 @@ def _models_to_train(db_path: Path, retrain: bool) -> list[str]:
 def _refuse_untrainable(db_path: Path, models: list[str]) -> None:
     """Stop before the run when a detector to train has no rows of its entity in the store at all."""
     from anomalens_dagster.assets.models import model_asset_name
-    from anomalens_dagster.constants import DETECTOR_NAMES, ENTITY_TYPES
 
     held = store_rows_by_entity(db_path)
     empty = [
@@ -79,8 +85,6 @@ def _refuse_untrainable(db_path: Path, models: list[str]) -> None:
 def _detection_keys(defs: dg.Definitions, models: list[str]) -> list[dg.AssetKey]:
     """Features, detections and reports, plus the named models: every asset but the simulator and the ingest."""
     import dagster as dg
-
-    from anomalens_dagster.constants import DETECTIONS_GROUP, FEATURES_GROUP, REPORTS_GROUP
 
     groups = dg.AssetSelection.groups(FEATURES_GROUP, DETECTIONS_GROUP, REPORTS_GROUP)
     return sorted(groups.resolve(defs.resolve_asset_graph()) | {dg.AssetKey(name) for name in models})
