@@ -17,7 +17,11 @@ $(INSTALLED): setup.py pyproject.toml
 	@touch $(INSTALLED)
 	@echo "Installed into $(VENV)."
 
+# The demo's settings turn the daily simulation schedule on (a real store's settings leave it off);
+# an existing data/settings.yaml is the deployment's and is left as it is.
 demo: $(INSTALLED)  ## Run the whole pipeline for the last 7 days into data/anomalens.duckdb
+	@test -e data/settings.yaml || { mkdir -p data && printf 'simulation:\n  schedule: true\n' > data/settings.yaml \
+	  && echo "Wrote data/settings.yaml (simulation.schedule: true, so \`make dev\` simulates each day)."; }
 	$(BIN)/anomalens run
 
 test: $(INSTALLED) chromium  ## Run the test suite (the end-to-end test drives the UI in headless chromium)

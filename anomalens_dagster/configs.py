@@ -44,8 +44,14 @@ class SimulationConfig(dg.Config):
         description="Share of activities that belong to runs of 5-20 failed logins for one email from one IP.",
     )
 
+    schedule: bool = Field(
+        default=False,
+        description="Whether the daily simulation schedule simulates yesterday's traffic into the store; only a "
+        "demo sets it (a real store's data comes from the landing zone).",
+    )
+
     def to_settings(self) -> SimulationSettings:
-        return SimulationSettings(**self.model_dump())
+        return SimulationSettings(**self.model_dump(exclude={"schedule"}))
 
 
 class TrainingConfig(dg.Config):

@@ -12,6 +12,7 @@ import warnings
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from anomalens_dagster import schedules as schedules_module
 from anomalens_dagster.assets.landing import check_ingest_conserves_rows, ingested_files
@@ -33,6 +34,7 @@ from anomalens_dagster.definitions import defs
 from anomalens_dagster.jobs import ingest_job
 from anomalens_dagster.resources import LandingZone
 from anomalens_dagster.sensors import landing_zone_sensor, run_failure_log_sensor
+from anomalens_dagster.settings import SettingsFile
 
 MODEL_KEYS = [model.key for model in model_assets]
 
@@ -341,11 +343,23 @@ def schedule_def(name: str) -> dg.ScheduleDefinition:
     return defs.get_repository_def().get_schedule_def(name)
 
 
-def test_the_daily_simulation_simulates_the_day_that_just_ended():
+def simulation_settings(tmp_path, simulation: dict | None) -> SettingsFile:
+    """The settings resource over a file holding `simulation` as its simulation section (None: no file)."""
+    path = tmp_path / "settings.yaml"
+    if simulation is not None:
+        path.write_text(yaml.safe_dump({"simulation": simulation}))
+    return SettingsFile(path=str(path))
+
+
+def test_the_daily_simulation_simulates_the_day_that_just_ended_when_the_settings_say_so(tmp_path):
     schedule = schedule_def("daily_simulation_schedule")
     at = dt.datetime(2026, 3, 5, 0, 15, tzinfo=dt.UTC)
 
-    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=at,
+        repository_def=defs.get_repository_def(),
+        resources={"settings": simulation_settings(tmp_path, {"schedule": True})},
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         (request,) = schedule.evaluate_tick(context).run_requests
@@ -355,6 +369,20 @@ def test_the_daily_simulation_simulates_the_day_that_just_ended():
     assert request.partition_key == "2026-03-04"
     assert schedule.job_name == "simulate_job"
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("15 0 * * *", "UTC")
+
+
+@pytest.mark.parametrize("simulation", [None, {}, {"schedule": False, "seed": 3}])
+def test_the_daily_simulation_skips_with_the_reason_unless_the_settings_file_turns_it_on(tmp_path, simulation):
+    schedule = schedule_def("daily_simulation_schedule")
+    settings = simulation_settings(tmp_path, simulation)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 3, 5, 0, 15, tzinfo=dt.UTC), resources={"settings": settings}
+    )
+
+    result = schedule.evaluate_tick(context)
+
+    assert not result.run_requests
+    assert "does not set simulation.schedule to true" in result.skip_message
 
 
 @pytest.fixture

@@ -29,7 +29,13 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     STORE_SUMMARY,
 )
-from anomalens_dagster.core.evaluation import HEADLINE_METRICS_ALL_KINDS, evaluate_detections, headline_metrics
+from anomalens_dagster.core.evaluation import (
+    HEADLINE_METRICS_ALL_KINDS,
+    NOT_EVALUATED,
+    evaluate_detections,
+    headline_metrics,
+    is_evaluated,
+)
 from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
 from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
 from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies
@@ -86,6 +92,12 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
     evaluation = evaluate_detections(scores, labels)
     metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
     headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
+    if not is_evaluated(evaluation):
+        # A real store's days: no ground truth, so no metric rather than a precision of 0.000.
+        context.log.info(f"{len(headline)} entity and detector pairs {NOT_EVALUATED}")
+        metadata["evaluation"] = dg.MetadataValue.text(NOT_EVALUATED)
+        metadata["preview"] = dg.MetadataValue.md(f"_{NOT_EVALUATED}_")
+        return dg.MaterializeResult(metadata=metadata)
     # The table itself is the preview (and `anomalens run` prints it once, at the end).
     context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels")
     metadata["preview"] = dg.MetadataValue.md(_summary(headline).to_markdown(index=False, floatfmt=".3f"))

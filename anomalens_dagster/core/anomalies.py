@@ -126,6 +126,10 @@ ANOMALY_DTYPES: dict[str, str] = {
     "details": "str",  # JSON object text
     "anomaly_score": "float64",
     "event_timestamp": "datetime64[us]",  # the activity's timestamp / the order's created_at
+    # Who and where, so "the High anomalies of customer 320" needs no join: NA when unknown.
+    "customer_id": "Int64",  # the order's / activity's customer (NA for anonymous activities)
+    "ip_address": "str",  # activities only
+    "session_id": "str",  # activities only
 }
 ANOMALY_COLUMNS: tuple[str, ...] = tuple(ANOMALY_DTYPES)
 
@@ -139,6 +143,8 @@ CONSOLIDATED_DTYPES: dict[str, str] = {
     "overall_severity": "str",
     "ensemble_score": "float64",  # NaN when unknown
     "event_timestamp": "datetime64[us]",
+    "customer_id": "Int64",  # from the entity's records; NA when unknown
+    "ip_address": "str",  # activities only
 }
 CONSOLIDATED_COLUMNS: tuple[str, ...] = tuple(CONSOLIDATED_DTYPES)
 
@@ -317,7 +323,8 @@ def build_anomalies(
     ``threshold``, ``score_to_threshold``, ``model_version``, ``top_features`` (list of
     ``{"feature", "contribution", "value"}``, ``value`` when ``entities`` has the column), ``facts``
     (the values the description used); for the ensemble also ``explained_by`` and
-    ``detector_ratios``. Raises ValueError naming missing columns, detectors without threshold or
+    ``detector_ratios``. ``customer_id`` (negative ids of anonymous visitors as NA), ``ip_address``
+    and ``session_id`` (activities only) come from ``entities``. Raises ValueError naming missing columns, detectors without threshold or
     severity cuts, flagged entities without facts or explanation, and repeated (entity, detector)
     scores (they would give two records one id).
     """
@@ -414,6 +421,7 @@ def build_anomalies(
             "details": details,
             "anomaly_score": flagged["score"],
             "event_timestamp": flagged["event_timestamp"],
+            **_who_and_where(facts, entity_type),
         }
     ).astype(ANOMALY_DTYPES)
     logger.info(
@@ -435,7 +443,8 @@ def consolidate(anomalies: pd.DataFrame, ensemble_scores: pd.DataFrame | None = 
     record is High, else Medium if any is Medium, else Low. ``ensemble_score``: the entity's score
     in ``ensemble_scores`` (columns ``entity_type, entity_id, score``, one row per entity -- the
     ensemble rows of the scores tables), else the ``anomaly_score`` of its ensemble record, else NaN.
-    ``event_timestamp``: the entity's own time. Rows are ordered by (entity_type, entity_id).
+    ``event_timestamp``: the entity's own time. ``customer_id``, ``ip_address``: the first known value
+    among the entity's records (NA when none has it). Rows are ordered by (entity_type, entity_id).
     """
     _require_columns(anomalies, ANOMALY_INPUT_COLUMNS, "anomalies")
     unknown = sorted(set(anomalies["severity"].astype("str")) - set(SEVERITIES))
@@ -467,6 +476,13 @@ def consolidate(anomalies: pd.DataFrame, ensemble_scores: pd.DataFrame | None = 
     consolidated["detectors"] = by_entity.agg(",".join)
     consolidated["n_detectors"] = by_entity.size()
     consolidated["overall_severity"] = np.asarray(SEVERITIES, dtype=object)[consolidated["severity_rank"].to_numpy()]
+    # Records stored before these columns existed read as NA (the table gains them on the next write).
+    for column in ("customer_id", "ip_address"):
+        values = anomalies[column] if column in anomalies else pd.Series(pd.NA, index=anomalies.index)
+        records[column] = values.astype(CONSOLIDATED_DTYPES[column]).to_numpy()
+    who = records.groupby(keys, sort=True)[["customer_id", "ip_address"]].first()
+    consolidated["customer_id"] = who["customer_id"]
+    consolidated["ip_address"] = who["ip_address"]
     ensemble_records = records.loc[records["detector_name"] == DETECTOR_ENSEMBLE].groupby(keys)["anomaly_score"].max()
     consolidated["ensemble_score"] = ensemble_records.reindex(consolidated.index)
     if ensemble_scores is not None:
@@ -599,6 +615,18 @@ def _facts_of_flagged(entities: pd.DataFrame, entity_ids: pd.Series, entity_type
     if len(missing):
         raise ValueError(f"entities: no row for {len(missing)} flagged {entity_type} rows, e.g. {missing[:5].tolist()}")
     return by_id.loc[entity_ids.to_numpy()].reset_index(drop=True)
+
+
+def _who_and_where(facts: pd.DataFrame, entity_type: str) -> dict[str, Any]:
+    """The customer, IP and session columns of the records written from `facts` (one row per record)."""
+    customers = pd.array([_customer(value) for value in facts["customer_id"]], dtype="Int64")
+    if entity_type != ENTITY_ACTIVITY:
+        return {"customer_id": customers, "ip_address": None, "session_id": None}
+    return {
+        "customer_id": customers,
+        "ip_address": [_text(value) for value in facts["ip_address"]],
+        "session_id": [_text(value) for value in facts["session_id"]],
+    }
 
 
 def _explanation_pairs(frame: pd.DataFrame) -> dict[int, list[tuple[str, float]]]:

@@ -38,6 +38,12 @@ NaN means "undefined", never "bad"
     and F1 of 0 (it missed them) and an undefined precision. With positives but no normal rows
     ``pr_auc`` is 1.0 (every threshold is perfectly precise), as in scikit-learn.
 
+No labels, no evaluation
+    A store without simulation labels for the scored days (real data) has no ground truth: every
+    flag would count as a false positive and precision read 0.000. Then ``precision`` and
+    ``normal_flag_rate`` are NaN too (NULL in DuckDB), so every metric is absent, and
+    :func:`is_evaluated` is False: readers say ``NOT_EVALUATED`` instead of showing numbers.
+
 Labels without scores
     Metrics use scored rows only. A labelled entity that a detector did not score is counted in that
     detector's ``n_unscored_positive`` and logged as a warning; labels of an entity type that has no
@@ -122,6 +128,8 @@ HEADLINE_METRICS_PER_KIND: tuple[str, ...] = ("precision", "recall", "f1", "pr_a
 
 _NORMAL = -1  # row kind code of a normal (unlabelled) row
 
+NOT_EVALUATED = "not evaluated: no labels for these days"
+
 
 def evaluate_detections(scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Precision, recall, F1, PR-AUC, episode recall and normal flag rate per detector and kind.
@@ -171,7 +179,15 @@ def evaluate_detections(scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFr
 
     _warn_about_unscored_labels(unscored, label_table, set(entity_types))
     evaluation = pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))
+    if labels.empty:
+        evaluation[["precision", "normal_flag_rate"]] = math.nan
     return evaluation.astype(_EVALUATION_DTYPES)
+
+
+def is_evaluated(evaluation: pd.DataFrame) -> bool:
+    """Whether an :func:`evaluate_detections` frame (or the stored table) was measured against any
+    label: False for an empty frame and for scores of days without simulation labels."""
+    return bool((evaluation["n_positive"] + evaluation["n_unscored_positive"]).sum() > 0)
 
 
 def headline_metrics(evaluation: pd.DataFrame) -> dict[str, float]:

@@ -73,6 +73,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.evaluation import NOT_EVALUATED, is_evaluated
 from anomalens_dagster.core.warehouse import table_exists
 
 logger = logging.getLogger(__name__)
@@ -1027,6 +1028,8 @@ def _evaluation_section(inputs: ReportInputs) -> str:
     evaluation = inputs.evaluation
     if evaluation.empty:
         return _section("evaluation", "Detector evaluation", how, _missing("The evaluation table is empty."))
+    if not is_evaluated(evaluation):
+        return _section("evaluation", "Detector evaluation", how, _missing(f"{NOT_EVALUATED.capitalize()}."))
     tables = []
     order = {name: rank for rank, name in enumerate(REPORT_DETECTORS)}
     for entity in _ENTITIES.values():

@@ -13,6 +13,7 @@ from anomalens_dagster.assets.reports import (
     report_path,
     store_summary,
 )
+from anomalens_dagster.core.evaluation import NOT_EVALUATED
 from anomalens_dagster.jobs import clear_anomalies_job
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
 
@@ -97,3 +98,21 @@ def test_clearing_a_malformed_day_fails_with_the_expected_format(duckdb_resource
             resources={"duckdb": duckdb_resource},
             run_config={"ops": {"clear_anomalies": {"config": {"day": "yesterday"}}}},
         )
+
+
+def test_an_unlabelled_store_is_not_evaluated_its_metrics_are_null_and_its_metadata_says_so(detected_store, db_path):
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute("DELETE FROM store.simulation_labels")  # a real store's days: no labels
+
+    result = dg.materialize([detector_evaluation], resources={"duckdb": detected_store})
+
+    metadata = result.asset_materializations_for_node("detector_evaluation")[0].metadata
+    assert metadata["evaluation"].value == NOT_EVALUATED
+    assert NOT_EVALUATED in metadata["preview"].value
+    assert not [key for key in metadata if key.endswith("/precision")]
+    metrics = "precision, recall, f1, pr_auc, episode_recall, normal_flag_rate"
+    assert scalar(db_path, "SELECT count(*) FROM detections.detector_evaluation") > 0
+    assert (
+        scalar(db_path, f"SELECT count(*) FROM detections.detector_evaluation WHERE coalesce({metrics}) IS NOT NULL")
+        == 0
+    )

@@ -604,3 +604,42 @@ def test_session_context_lists_each_sessions_actions_by_timestamp_then_id_with_e
 def test_session_context_refuses_activities_without_their_columns_naming_them():
     with pytest.raises(ValueError, match=r"activities: missing columns \['session_id'\]"):
         session_context(pd.DataFrame({"id": [1], "timestamp": [T0], "action_type": ["x"], "details": ["{}"]}))
+
+
+# --- Who and where -------------------------------------------------------------------------------
+
+
+def test_activity_records_name_the_customer_ip_and_session_and_an_anonymous_visitor_has_no_customer():
+    scores = activity_scores({1: {"zscore": 9.0}, 2: {"zscore": 9.0}})
+
+    got = build_activity(scores, [activity(1, customer_id=320, ip_address="203.0.113.7"), activity(2, customer_id=-1)])
+
+    assert got[["entity_id", "customer_id", "ip_address", "session_id"]].values.tolist() == [
+        [1, 320, "203.0.113.7", "s1"],
+        [2, pd.NA, "192.0.2.10", "s2"],
+    ]
+
+
+def test_order_records_name_the_customer_and_no_ip_or_session():
+    got = build_anomalies(
+        "order",
+        order_scores(7, 10.0),
+        {"zscore": explanation({7: [("hour_of_day", -4.5)]})},
+        pd.DataFrame([order(7, customer_id=320)]),
+        DETECTED_AT,
+        thresholds={"zscore": THRESHOLDS["zscore"]},
+    )
+
+    assert got["customer_id"].tolist() == [320]
+    assert got["ip_address"].isna().all() and got["session_id"].isna().all()
+
+
+def test_consolidation_keeps_the_customer_and_ip_of_the_entitys_records_and_na_for_records_without_them():
+    rows = records(("activity", 1, "zscore", "Low", T0, 5.0), ("activity", 1, "dbscan", "Low", T0, 0.6))
+    with_who = rows.assign(customer_id=pd.array([pd.NA, 320], dtype="Int64"), ip_address=["203.0.113.7", None])
+
+    consolidated = consolidate(with_who)
+    stored_before_the_columns = consolidate(rows)
+
+    assert consolidated[["customer_id", "ip_address"]].values.tolist() == [[320, "203.0.113.7"]]
+    assert stored_before_the_columns[["customer_id", "ip_address"]].isna().all(axis=None)

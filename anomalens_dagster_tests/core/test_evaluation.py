@@ -24,6 +24,7 @@ from anomalens_dagster.core.evaluation import (
     EVALUATION_COLUMNS,
     evaluate_detections,
     headline_metrics,
+    is_evaluated,
 )
 from anomalens_dagster.core.simulator import SimulationSettings, simulate_catalog, simulate_day
 
@@ -288,7 +289,7 @@ def test_inputs_are_not_modified():
 # --- Undefined values ----------------------------------------------------------------------------------
 
 
-def test_without_labels_recall_f1_pr_auc_and_episode_recall_are_undefined():
+def test_without_labels_every_metric_is_undefined_and_the_evaluation_reads_not_evaluated():
     scores = two_detector_scores()
 
     evaluation = evaluate_detections(scores, LABELS.iloc[0:0])
@@ -296,10 +297,20 @@ def test_without_labels_recall_f1_pr_auc_and_episode_recall_are_undefined():
     assert evaluation["anomaly_kind"].tolist() == [ALL, ALL]
     forest = row(evaluation, "isolation_forest", ALL)
     assert forest["n_positive"] == 0
-    for metric in ("recall", "f1", "pr_auc", "episode_recall"):
+    assert forest["n_flagged"] == 2  # the flags are counted, but nothing says they are wrong
+    for metric in ("precision", "recall", "f1", "pr_auc", "episode_recall", "normal_flag_rate"):
         assert math.isnan(forest[metric]), metric
-    assert forest["precision"] == 0.0  # both flags are on normal rows: a real, bad precision
-    assert forest["normal_flag_rate"] == pytest.approx(2 / 10)
+    assert not is_evaluated(evaluation)
+    assert headline_metrics(evaluation) == {}
+
+
+def test_with_labels_the_evaluation_is_evaluated_and_a_flag_on_a_normal_row_is_a_false_positive():
+    scores = scores_frame({"zscore": ([1.0] * 10, [0] * 9 + [1])})
+
+    evaluation = evaluate_detections(scores, LABELS)
+
+    assert is_evaluated(evaluation)
+    assert row(evaluation, "zscore", ALL)["precision"] == 0.0
 
 
 def test_a_detector_that_flags_nothing_has_undefined_precision_and_zero_recall():

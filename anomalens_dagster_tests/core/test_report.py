@@ -99,9 +99,9 @@ def labels_frame() -> pd.DataFrame:
     )
 
 
-def build_store(path, *, optional_tables: bool = True) -> None:
+def build_store(path, *, optional_tables: bool = True, labelled: bool = True) -> None:
     """The detections tables in the shapes the pipeline writes; with `optional_tables`, also the store,
-    labels, model registry, evaluation and anomaly records."""
+    labels (none unless `labelled`), model registry, evaluation and anomaly records."""
     activity_scores = scores_frame(ENTITY_ACTIVITY, ACTIVITY_TIMES, ACTIVITY_FLAGS)
     order_scores = scores_frame(ENTITY_ORDER, ORDER_TIMES, ORDER_FLAGS)
     with duckdb.connect(str(path)) as conn:
@@ -116,7 +116,7 @@ def build_store(path, *, optional_tables: bool = True) -> None:
         )
         conn.execute("CREATE TABLE store.orders (id BIGINT, created_at TIMESTAMP, total_amount DOUBLE)")
         conn.executemany("INSERT INTO store.orders VALUES (?, ?, 10.0)", list(ORDER_TIMES.items()))
-        labels = labels_frame()
+        labels = labels_frame() if labelled else labels_frame().iloc[0:0]
         conn.register("labels", labels)
         conn.execute("CREATE TABLE store.simulation_labels AS SELECT * FROM labels")
         conn.execute(
@@ -405,3 +405,14 @@ def test_rendering_does_not_change_the_inputs(store):
     for name, frame in before.items():
         pd.testing.assert_frame_equal(getattr(inputs, name), frame)
     assert np.isfinite(inputs.score_sample["score"]).all()
+
+
+def test_an_unlabelled_store_reads_not_evaluated_in_the_evaluation_section_never_a_zero_precision(db_path):
+    build_store(db_path, labelled=False)
+
+    html = render_anomaly_report(load(db_path), "Real store", GENERATED_AT)
+
+    evaluation = html[html.index('<section id="evaluation">') :]
+    evaluation = evaluation[: evaluation.index("</section>")]
+    assert "Not evaluated: no labels for these days." in evaluation
+    assert "0.000" not in evaluation
