@@ -211,7 +211,7 @@ STALLING_INGEST = textwrap.dedent(
     from anomalens_dagster.resources import AnomaLensDuckDB, LandingZone
 
     database, directory, stalling_kind = sys.argv[1:]
-    insert_loaded = landing._insert_loaded
+    insert_loaded = landing.delivery._insert_loaded
 
     def insert_then_stall(conn, kind, loaded):
         insert_loaded(conn, kind, loaded)
@@ -219,7 +219,7 @@ STALLING_INGEST = textwrap.dedent(
         if kind == stalling_kind:
             time.sleep(600)
 
-    landing._insert_loaded = insert_then_stall
+    landing.delivery._insert_loaded = insert_then_stall
     dg.materialize(
         [ingested_files],
         resources={"duckdb": AnomaLensDuckDB(database=database), "landing": LandingZone(directory=directory)},

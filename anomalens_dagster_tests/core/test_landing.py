@@ -520,7 +520,7 @@ def test_a_failure_in_the_middle_of_a_write_leaves_nothing_and_a_rerun_completes
         raise RuntimeError("disk full while writing rejections")
 
     with monkeypatch.context() as patch:
-        patch.setattr(landing, "_insert_rejections", die)
+        patch.setattr(landing.delivery, "_insert_rejections", die)
         with pytest.raises(RuntimeError, match="disk full"):
             write_file_ingest(store, result, NOW)
 

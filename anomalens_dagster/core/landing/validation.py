@@ -1,0 +1,232 @@
+"""Validation of landing rows: text in, typed rows to load and one rejection per bad row out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from anomalens_dagster.constants import ORDERS
+from anomalens_dagster.core.landing.readers import json_problem
+from anomalens_dagster.core.landing.rules import (
+    COLUMNS_BY_KIND,
+    EARLIEST_TIMESTAMP,
+    FUTURE_TOLERANCE,
+    INTEGER,
+    JSON_OBJECT,
+    NUMBER,
+    TIMESTAMP,
+    Column,
+    clip_values,
+    naive_utc,
+)
+
+KeyLookup = Callable[[str, np.ndarray], np.ndarray]
+"""`(table, ids) -> the ids among them that the store holds` (a query, or a set in tests)."""
+
+
+def validate_rows(
+    kind: str,
+    rows: pd.DataFrame,
+    *,
+    now: dt.datetime,
+    in_store: KeyLookup,
+    delivered: Mapping[str, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split text rows of `kind` into typed rows ready to insert and rejections.
+
+    `rows` holds `file`, `line` and the kind's columns as text (RawFile.rows with the file name),
+    possibly from several files of one delivery, in delivery order: of the rows that pass every
+    other check, an id's first occurrence loads and the later ones are rejected. `in_store` says which ids the store holds (for duplicates and references); `delivered`
+    adds the ids of good rows of other kinds in the same delivery that references may name
+    (an order item may name an order delivered with it). `now` bounds timestamps (naive UTC or aware).
+
+    Returns (loaded, rejections): loaded has exactly the store table's columns, `source` being the
+    file; rejections have REJECTION_COLUMNS, one per bad row (its first problem). Every input row
+    is in exactly one of them.
+    """
+    rows = rows.reset_index(drop=True)
+    delivered = delivered or {}
+    latest = naive_utc(now) + FUTURE_TOLERANCE
+    problems = _Problems(rows)
+    typed: dict[str, object] = {}
+    for column in COLUMNS_BY_KIND[kind]:
+        text = rows[column.name]
+        present = text.notna().to_numpy()
+        if column.required:
+            problems.add(~present, column.name, f"missing {column.name}")
+        typed[column.name] = _typed_column(column, text, present, latest, problems)
+
+    ids = typed["id"]
+    stored = np.isin(ids.to_numpy(dtype="int64", na_value=0), in_store(kind, _candidates(ids, problems.rejected)))
+    problems.add(stored, "id", ("id " + ids.astype("str") + " is already in the store").to_numpy())
+
+    for column in COLUMNS_BY_KIND[kind]:
+        if column.references is None:
+            continue
+        values = typed[column.name]
+        known = np.concatenate(
+            [
+                in_store(column.references, _candidates(values, problems.rejected)),
+                np.asarray(delivered.get(column.references, ()), dtype="int64"),
+            ]
+        )
+        unknown = values.notna().to_numpy() & ~np.isin(values.to_numpy(dtype="int64", na_value=0), known)
+        where = "the store nor this delivery" if column.references == ORDERS else "the store"
+        reasons = f"unknown {column.name} " + values.astype("str") + f": not in {where}"
+        problems.add(unknown, column.name, reasons.to_numpy())
+
+    # Last, so that the first occurrence a duplicate names is always a row that loads.
+    first = _first_good_occurrence(rows, ids, problems.rejected)
+    problems.add(first["line"].notna().to_numpy(), "id", _duplicate_reasons(rows, first, ids))
+
+    good = ~problems.rejected
+    loaded = pd.DataFrame({name: _take(values, good) for name, values in typed.items()})
+    loaded["source"] = pd.Series(rows["file"].to_numpy()[good], dtype="str")
+    for column in COLUMNS_BY_KIND[kind]:
+        if column.required and column.type == INTEGER:
+            loaded[column.name] = loaded[column.name].astype("int64")
+    return loaded, problems.frame()
+
+
+def _typed_column(column: Column, text: pd.Series, present: np.ndarray, latest: dt.datetime, problems: _Problems):
+    """The column parsed to its type (missing where absent or bad), recording its problems."""
+    name = column.name
+    if column.type == INTEGER:
+        values, bad = _parse_integers(text)
+        problems.add(present & bad, name, f"{name} is not an integer")
+    elif column.type == NUMBER:
+        values = pd.to_numeric(text.str.strip(), errors="coerce").astype("float64")
+        bad = ~np.isfinite(values.to_numpy())
+        problems.add(present & bad, name, f"{name} is not a number")
+    elif column.type == TIMESTAMP:
+        parsed = pd.to_datetime(text.str.strip(), utc=True, format="ISO8601", errors="coerce")
+        values = parsed.dt.tz_convert(None).astype("datetime64[us]")
+        problems.add(present & values.isna().to_numpy(), name, f"{name} is not an ISO 8601 timestamp")
+        problems.add((values > latest).to_numpy(), name, f"{name} is in the future (after {latest.isoformat()} UTC)")
+        problems.add(
+            (values < EARLIEST_TIMESTAMP).to_numpy(),
+            name,
+            f"{name} is before {EARLIEST_TIMESTAMP.date()}, the first day AnomaLens scores",
+        )
+    elif column.type == JSON_OBJECT:
+        values, reasons = _parse_json_objects(text)
+        problems.add(reasons.notna().to_numpy(), name, reasons.to_numpy())
+    else:
+        values = text
+        if column.vocabulary:
+            unknown = present & ~text.isin(column.vocabulary).to_numpy()
+            reasons = (
+                f"unknown {name} "
+                + text.map(repr, na_action="ignore")
+                + f"; expected one of {', '.join(column.vocabulary)}"
+            )
+            problems.add(unknown, name, reasons.to_numpy())
+    if column.non_negative:
+        problems.add((values < 0).fillna(False).to_numpy(dtype=bool), name, f"{name} is negative")
+    return values
+
+
+def _parse_integers(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Integers written as digits (an integral `5.0` too), exact up to 18 digits; (values, not-integer)."""
+    stripped = text.str.strip()
+    ok = stripped.str.fullmatch(r"[+-]?\d{1,18}(?:\.0*)?").fillna(False).to_numpy(dtype=bool)
+    values = np.zeros(len(text), dtype="int64")
+    values[ok] = pd.to_numeric(stripped[ok].str.replace(r"\.0*$", "", regex=True)).to_numpy(dtype="int64")
+    return pd.Series(pd.arrays.IntegerArray(values, ~ok), index=text.index), ~ok
+
+
+def _parse_json_objects(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The present values that are JSON objects (as given), and a reason where one is not.
+
+    DuckDB validates the whole column at once; Python's parser only runs on the invalid values, for
+    a message that says where the JSON breaks.
+    """
+    conn = duckdb.connect()
+    try:
+        conn.register("json_values", pa.table({"text": pa.array(text.to_numpy(na_value=None), pa.string())}))
+        json_type = (
+            conn.sql("SELECT CASE WHEN json_valid(text) THEN json_type(text) END FROM json_values")
+            .to_arrow_table()
+            .column(0)
+            .to_numpy(zero_copy_only=False)
+        )
+    finally:
+        conn.close()
+    present = text.notna().to_numpy()
+    reasons = pd.Series(np.full(len(text), None, dtype=object), index=text.index)
+    for position in np.flatnonzero(present & (json_type != "OBJECT")):
+        reasons.iat[position] = "details: " + json_problem(text.iat[position], json_type[position])
+    return text.where(reasons.isna()), reasons
+
+
+def _first_good_occurrence(rows: pd.DataFrame, ids: pd.Series, rejected: np.ndarray) -> pd.DataFrame:
+    """For each row whose id a good row earlier in the delivery has: that row's file and line."""
+    candidate = ~rejected & ids.notna().to_numpy()
+    keyed = pd.DataFrame({"id": ids, "file": rows["file"].to_numpy(), "line": rows["line"].to_numpy()})[candidate]
+    later = keyed.duplicated("id", keep="first")
+    firsts = keyed[~later].set_index("id")
+    result = pd.DataFrame(
+        {
+            "file": pd.Series(None, index=rows.index, dtype="str"),
+            "line": pd.Series(pd.NA, index=rows.index, dtype="Int64"),
+        }
+    )
+    repeated = keyed[later]
+    result.loc[repeated.index, "file"] = firsts.loc[repeated["id"], "file"].to_numpy()
+    result.loc[repeated.index, "line"] = firsts.loc[repeated["id"], "line"].to_numpy()
+    return result
+
+
+def _duplicate_reasons(rows: pd.DataFrame, first: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    same_file = (first["file"] == rows["file"]).fillna(False)
+    where = ("line " + first["line"].astype("str")).where(
+        same_file, "line " + first["line"].astype("str") + " of " + first["file"]
+    )
+    return ("duplicate id " + ids.astype("str") + ": first seen on " + where).to_numpy()
+
+
+def _candidates(values: pd.Series, rejected: np.ndarray) -> np.ndarray:
+    """Distinct values of the rows still good, as int64: what to ask the store about."""
+    return np.unique(values[~rejected & values.notna().to_numpy()].to_numpy(dtype="int64"))
+
+
+def _take(values, mask: np.ndarray) -> pd.Series:
+    return pd.Series(values).iloc[np.flatnonzero(mask)].reset_index(drop=True)
+
+
+class _Problems:
+    """The first problem of each row: later checks only touch rows no earlier check rejected."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self._rows = rows
+        self.rejected = np.zeros(len(rows), dtype=bool)
+        self._column = np.full(len(rows), None, dtype=object)
+        self._reason = np.full(len(rows), None, dtype=object)
+
+    def add(self, mask: np.ndarray, column: str, reason: str | np.ndarray) -> None:
+        new = np.asarray(mask, dtype=bool) & ~self.rejected
+        self.rejected |= new
+        self._column[new] = column
+        self._reason[new] = reason[new] if isinstance(reason, np.ndarray) else reason
+
+    def frame(self) -> pd.DataFrame:
+        bad = np.flatnonzero(self.rejected)
+        columns = self._column[bad]
+        values = pd.Series(None, index=range(len(bad)), dtype="str")
+        for column in pd.unique(columns):
+            mine = columns == column
+            values[mine] = self._rows[column].iloc[bad[mine]].to_numpy()
+        return pd.DataFrame(
+            {
+                "file": pd.Series(self._rows["file"].to_numpy()[bad], dtype="str"),
+                "line": pd.Series(self._rows["line"].to_numpy()[bad], dtype="Int64"),
+                "column": pd.Series(columns, dtype="str"),
+                "value": clip_values(values),
+                "reason": pd.Series(self._reason[bad], dtype="str"),
+            }
+        )
