@@ -342,8 +342,10 @@ def ingest(landing: str | None, db: str | None) -> None:
     """Run ingest_job once on every file in the landing zone and print what happened to each."""
     landing_dir = resolve_landing_dir(landing)
     db_path = checked_db_path(db)
-    if not landing_dir.is_dir():
+    if landing_dir.exists() and not landing_dir.is_dir():
         raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
+    # First use: the folder files are to be dropped into exists, even before any file arrives.
+    landing_dir.mkdir(parents=True, exist_ok=True)
     ensure_dagster_home()
 
     dg = _import_dagster_quietly()

@@ -34,12 +34,13 @@ line in ``ops.ingested_files`` land together or not at all.
 
 from anomalens_dagster.core.landing.delivery import (
     FileIngest,
-    ensure_ops_tables,
+    file_status,
     ingest_delivery,
     prepare_delivery,
-    store_key_lookup,
     write_file_ingest,
 )
+from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError, parse_timestamps
+from anomalens_dagster.core.landing.pending import PendingRetry, retry_pending_rows
 from anomalens_dagster.core.landing.readers import (
     RawFile,
     file_sha256,
@@ -50,24 +51,44 @@ from anomalens_dagster.core.landing.readers import (
     read_landing_file,
 )
 from anomalens_dagster.core.landing.rules import (
+    CATALOG_KINDS,
     COLUMNS_BY_KIND,
+    FACT_KINDS,
     INGEST_REJECTIONS,
     INGESTED_FILES,
     LANDING_EXTENSIONS,
     LANDING_KINDS,
+    PENDING_ROWS,
     QUARANTINE_DIR,
     REJECTION_COLUMNS,
+    ROW_OUTCOMES,
     STATUS_DUPLICATE,
     STATUS_LOADED,
+    STATUS_PARTIAL,
     STATUS_QUARANTINED,
+    STATUS_REJECTED,
     UnreadableFileError,
     landing_columns,
     store_columns,
 )
 from anomalens_dagster.core.landing.sample import LANDING_SAMPLE_ID_OFFSET, write_landing_sample
-from anomalens_dagster.core.landing.validation import KeyLookup, validate_rows
+from anomalens_dagster.core.landing.validation import KeyLookup, ValidatedRows, validate_rows
+from anomalens_dagster.core.landing.writes import ensure_ops_tables, store_key_lookup
 
 __all__ = [
+    "CATALOG_KINDS",
+    "FACT_KINDS",
+    "PENDING_ROWS",
+    "ROW_OUTCOMES",
+    "STATUS_PARTIAL",
+    "STATUS_REJECTED",
+    "LandingSettings",
+    "LandingSettingsError",
+    "PendingRetry",
+    "ValidatedRows",
+    "file_status",
+    "parse_timestamps",
+    "retry_pending_rows",
     "COLUMNS_BY_KIND",
     "INGEST_REJECTIONS",
     "INGESTED_FILES",

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from anomalens_dagster.core.landing.mapping import KindMapping, map_values, rename_columns
 from anomalens_dagster.core.landing.rules import (
     COLUMNS_BY_KIND,
     LANDING_EXTENSIONS,
@@ -114,13 +115,15 @@ class RawFile:
         return len(self.rows) + len(self.unreadable_rows)
 
 
-def read_landing_file(path: str | os.PathLike) -> RawFile:
+def read_landing_file(path: str | os.PathLike, mapping: KindMapping | None = None) -> RawFile:
     """Read a landing file into text rows with their line numbers, without judging the values.
 
-    Raises UnreadableFileError when the file cannot be read as a whole (see the module docstring).
+    `mapping` renames the store's columns to ours and maps its values (settings `landing.<kind>`).
+    Raises UnreadableFileError when the file cannot be read as a whole (see the package docstring).
     """
     path = Path(path)
     kind = landing_file_kind(path)
+    mapping = mapping or KindMapping()
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise UnreadableFileError(path.name, "empty file")
@@ -131,7 +134,8 @@ def read_landing_file(path: str | os.PathLike) -> RawFile:
         if suffix == ".csv":
             columns, unreadable = _read_csv(path.name, text)
         else:
-            columns, unreadable = _read_jsonl(path.name, text, landing_columns(kind))
+            columns, unreadable = _read_jsonl(path.name, text, (*landing_columns(kind), *mapping.columns))
+    columns = rename_columns(columns, mapping)
     missing = [column.name for column in COLUMNS_BY_KIND[kind] if column.required and column.name not in columns]
     if missing:
         raise UnreadableFileError(
@@ -146,6 +150,7 @@ def read_landing_file(path: str | os.PathLike) -> RawFile:
         values = columns.get(name)
         rows[name] = pd.Series(values if values is not None else [None] * len(rows), dtype="str")
         rows[name] = rows[name].where(rows[name] != "")
+    rows = map_values(rows, mapping)
     return RawFile(file=path.name, kind=kind, rows=rows, unreadable_rows=rejection_frame(unreadable, path.name))
 
 
@@ -220,7 +225,8 @@ def _read_jsonl(file: str, text: str, wanted: Sequence[str]) -> tuple[dict[str, 
                 "SELECT DISTINCT unnest(json_keys(text)) FROM parsed WHERE json_type = 'OBJECT'"
             ).fetchall()
         }
-        present = [name for name in wanted if name in keys]
+        # Keys match case-insensitively, as CSV and Parquet column names do.
+        present = sorted(key for key in keys if key.strip().lower() in wanted)
         # One JSON path list: each line is parsed once for all its keys (three times faster than a call per key).
         objects = conn.sql(
             "SELECT line, json_extract_string(text, $paths) AS vals FROM parsed WHERE json_type = 'OBJECT' ORDER BY line",
@@ -235,12 +241,14 @@ def _read_jsonl(file: str, text: str, wanted: Sequence[str]) -> tuple[dict[str, 
     if not objects.num_rows:
         first = unreadable[0]
         raise UnreadableFileError(file, f"no line is a JSON object, not JSON Lines (line {first[0]}: {first[3]})")
-    extra = sorted(keys - set(wanted))
+    extra = sorted(key for key in keys if key.strip().lower() not in wanted)
     if extra:
         logger.info("%s: ignoring unknown key(s) %s", file, ", ".join(extra))
     columns = {"line": objects.column("line").to_pylist()}
     vals = objects.column("vals")
-    columns.update({name: pc.list_element(vals, position).to_pylist() for position, name in enumerate(present)})
+    columns.update(
+        {name.strip().lower(): pc.list_element(vals, position).to_pylist() for position, name in enumerate(present)}
+    )
     return columns, unreadable
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from anomalens_dagster.constants import (
     ACTION_TYPES,
+    CATEGORIES,
     CUSTOMERS,
     OPS_SCHEMA,
     ORDER_ITEMS,
@@ -20,29 +21,54 @@ from anomalens_dagster.constants import (
     USER_ACTIVITIES,
 )
 
-INGESTED_FILES = "ingested_files"  # table in OPS_SCHEMA: one row per file ingested
+INGESTED_FILES = "ingested_files"  # table in OPS_SCHEMA: one row per delivered file
 INGEST_REJECTIONS = "ingest_rejections"  # table in OPS_SCHEMA: one row per rejected input row
-LANDING_KINDS = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES)  # in the order files are validated and written
+PENDING_ROWS = "pending_rows"  # table in OPS_SCHEMA: rows waiting for a reference to arrive
+CATALOG_KINDS = (CATEGORIES, PRODUCTS, CUSTOMERS)  # upserted by id
+FACT_KINDS = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES)  # immutable once loaded
+# Dependency order: files are validated and written in it, so a reference is in the store first.
+LANDING_KINDS = (*CATALOG_KINDS, *FACT_KINDS)
 LANDING_EXTENSIONS = (".jsonl", ".csv", ".parquet")
 QUARANTINE_DIR = "quarantine"  # inside the landing folder
 
-STATUS_LOADED = "loaded"  # read and validated: its good rows loaded, its bad rows rejected
-STATUS_QUARANTINED = "quarantined"  # unreadable as a whole: nothing loaded, the file is moved away
-STATUS_DUPLICATE = "duplicate"  # identical content was already loaded: nothing done
+# What becomes of each row of a delivery: exactly one of these.
+ROW_LOADED = "loaded"  # new: inserted
+ROW_UPDATED = "updated"  # a catalogue row whose content changed: replaced
+ROW_ALREADY_LOADED = "already_loaded"  # identical to what the store holds: nothing to do
+ROW_PENDING = "pending"  # only fault: a reference not in the store yet; retried on every ingest
+ROW_REJECTED = "rejected"  # with a reason in ops.ingest_rejections
+ROW_OUTCOMES = (ROW_LOADED, ROW_UPDATED, ROW_ALREADY_LOADED, ROW_PENDING, ROW_REJECTED)
 
-# Rows before the first daily partition would load and never be scored: they are rejected.
+# What became of a file.
+STATUS_LOADED = "loaded"  # read and validated, no row rejected (some may be pending)
+STATUS_PARTIAL = "partial"  # some rows rejected
+STATUS_REJECTED = "rejected"  # every row rejected
+STATUS_QUARANTINED = "quarantined"  # unreadable as a whole: nothing loaded, the file is moved away
+STATUS_DUPLICATE = "duplicate"  # the same bytes were delivered before: nothing in it changed the store
+
+# Fact rows before the first daily partition would load and never be scored: they are rejected.
 EARLIEST_TIMESTAMP = dt.datetime.fromisoformat(PARTITIONS_START_DATE)
 FUTURE_TOLERANCE = dt.timedelta(days=1)
+DEFAULT_PENDING_MAX_AGE_DAYS = 7
 
+# ADD COLUMN IF NOT EXISTS: stores written before per-row outcomes and delivery ids keep working.
 OPS_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {OPS_SCHEMA};
 CREATE TABLE IF NOT EXISTS {OPS_SCHEMA}.{INGESTED_FILES} (
     file VARCHAR NOT NULL, kind VARCHAR, sha256 VARCHAR NOT NULL, rows_in BIGINT NOT NULL,
     rows_loaded BIGINT NOT NULL, rows_rejected BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR,
     ingested_at TIMESTAMP NOT NULL);
+ALTER TABLE {OPS_SCHEMA}.{INGESTED_FILES} ADD COLUMN IF NOT EXISTS delivery_id VARCHAR;
+ALTER TABLE {OPS_SCHEMA}.{INGESTED_FILES} ADD COLUMN IF NOT EXISTS rows_updated BIGINT DEFAULT 0;
+ALTER TABLE {OPS_SCHEMA}.{INGESTED_FILES} ADD COLUMN IF NOT EXISTS rows_already_loaded BIGINT DEFAULT 0;
+ALTER TABLE {OPS_SCHEMA}.{INGESTED_FILES} ADD COLUMN IF NOT EXISTS rows_pending BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS {OPS_SCHEMA}.{INGEST_REJECTIONS} (
     file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, line BIGINT, "column" VARCHAR, value VARCHAR,
     reason VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL);
+ALTER TABLE {OPS_SCHEMA}.{INGEST_REJECTIONS} ADD COLUMN IF NOT EXISTS delivery_id VARCHAR;
+CREATE TABLE IF NOT EXISTS {OPS_SCHEMA}.{PENDING_ROWS} (
+    delivery_id VARCHAR NOT NULL, file VARCHAR NOT NULL, kind VARCHAR NOT NULL, line BIGINT,
+    "row" JSON NOT NULL, "column" VARCHAR, reason VARCHAR NOT NULL, parked_at TIMESTAMP NOT NULL);
 """
 
 REJECTION_COLUMNS = ("file", "line", "column", "value", "reason")
@@ -58,18 +84,37 @@ class Column:
     type: str
     required: bool = True
     non_negative: bool = False
+    # Known values: matched case-insensitively and stored as written here; others load as given and are counted.
     vocabulary: tuple[str, ...] = ()
+    lower_case: bool = False  # free text stored trimmed and lower-cased (an order's status)
     references: str | None = None  # store table whose ids this column must name
+    bounded: bool = True  # a timestamp within the days AnomaLens scores (a customer's sign-up need not be)
 
 
 _ID = Column("id", INTEGER)
 COLUMNS_BY_KIND: dict[str, tuple[Column, ...]] = {
+    CATEGORIES: (_ID, Column("name", TEXT), Column("description", TEXT, required=False)),
+    PRODUCTS: (
+        _ID,
+        Column("name", TEXT),
+        Column("description", TEXT, required=False),
+        Column("price", NUMBER, non_negative=True),
+        Column("category_id", INTEGER, references=CATEGORIES),
+    ),
+    CUSTOMERS: (
+        _ID,
+        Column("email", TEXT),
+        Column("first_name", TEXT, required=False),
+        Column("last_name", TEXT, required=False),
+        # When not given: the first time the delivery sees the customer, else the time of the ingest.
+        Column("created_at", TIMESTAMP, required=False, bounded=False),
+    ),
     ORDERS: (
         _ID,
         Column("customer_id", INTEGER, references=CUSTOMERS),
         Column("created_at", TIMESTAMP),
         Column("total_amount", NUMBER, non_negative=True),
-        Column("status", TEXT, vocabulary=ORDER_STATUSES),
+        Column("status", TEXT, vocabulary=ORDER_STATUSES, lower_case=True),
     ),
     ORDER_ITEMS: (
         _ID,
@@ -98,8 +143,8 @@ def landing_columns(kind: str) -> tuple[str, ...]:
 
 
 def store_columns(kind: str) -> tuple[str, ...]:
-    """Columns of the store table `kind`, as a loaded frame holds them."""
-    return (*landing_columns(kind), "source")
+    """Columns of the store table `kind`, as a loaded frame holds them: facts name their file in `source`."""
+    return (*landing_columns(kind), "source") if kind in FACT_KINDS else landing_columns(kind)
 
 
 class UnreadableFileError(ValueError):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from anomalens_dagster.constants import ORDERS
+from anomalens_dagster.core.landing.mapping import parse_timestamps, unknown_value_counts
 from anomalens_dagster.core.landing.readers import json_problem
 from anomalens_dagster.core.landing.rules import (
     COLUMNS_BY_KIND,
     EARLIEST_TIMESTAMP,
+    FACT_KINDS,
     FUTURE_TOLERANCE,
     INTEGER,
     JSON_OBJECT,
@@ -29,6 +31,24 @@ KeyLookup = Callable[[str, np.ndarray], np.ndarray]
 """`(table, ids) -> the ids among them that the store holds` (a query, or a set in tests)."""
 
 
+@dataclass(frozen=True, eq=False)
+class ValidatedRows:
+    """Text rows of one kind split three ways, every input row in exactly one frame.
+
+    `good`: typed rows with the store table's columns (`source` = the file, for facts) plus `file`
+    and `line`; whether each is new, changed or already stored is for the caller to ask the store.
+    `rejections`: REJECTION_COLUMNS, one per bad row (its first problem). `pending`: the text rows
+    (`file`, `line`, the kind's columns) whose only fault is a reference to an id neither the store
+    nor the delivery holds, with that `column` and `reason`. `unknown_values`: per column with a
+    vocabulary, how often each value outside it occurs among the good rows (loaded as given).
+    """
+
+    good: pd.DataFrame
+    rejections: pd.DataFrame
+    pending: pd.DataFrame
+    unknown_values: dict[str, dict[str, int]]
+
+
 def validate_rows(
     kind: str,
     rows: pd.DataFrame,
@@ -36,35 +56,32 @@ def validate_rows(
     now: dt.datetime,
     in_store: KeyLookup,
     delivered: Mapping[str, np.ndarray] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split text rows of `kind` into typed rows ready to insert and rejections.
+    timezone: str = "UTC",
+) -> ValidatedRows:
+    """Split text rows of `kind` into typed good rows, rejections and rows pending a reference.
 
     `rows` holds `file`, `line` and the kind's columns as text (RawFile.rows with the file name),
     possibly from several files of one delivery, in delivery order: of the rows that pass every
-    other check, an id's first occurrence loads and the later ones are rejected. `in_store` says which ids the store holds (for duplicates and references); `delivered`
-    adds the ids of good rows of other kinds in the same delivery that references may name
-    (an order item may name an order delivered with it). `now` bounds timestamps (naive UTC or aware).
-
-    Returns (loaded, rejections): loaded has exactly the store table's columns, `source` being the
-    file; rejections have REJECTION_COLUMNS, one per bad row (its first problem). Every input row
-    is in exactly one of them.
+    other check, an id's first occurrence is good and the later ones are rejected. `in_store` says
+    which referenced ids the store holds; `delivered` adds the ids of good rows of the kinds
+    validated before in the same delivery (an order may name a customer delivered with it). `now`
+    bounds fact timestamps (naive UTC or aware); naive timestamps are wall-clock time in `timezone`.
     """
     rows = rows.reset_index(drop=True)
     delivered = delivered or {}
     latest = naive_utc(now) + FUTURE_TOLERANCE
     problems = _Problems(rows)
     typed: dict[str, object] = {}
+    unknown_values: dict[str, dict[str, int]] = {}
     for column in COLUMNS_BY_KIND[kind]:
         text = rows[column.name]
+        text = text.where(text.str.strip() != "")  # blank is missing
         present = text.notna().to_numpy()
         if column.required:
             problems.add(~present, column.name, f"missing {column.name}")
-        typed[column.name] = _typed_column(column, text, present, latest, problems)
+        typed[column.name] = _typed_column(column, text, present, latest, problems, timezone)
 
     ids = typed["id"]
-    stored = np.isin(ids.to_numpy(dtype="int64", na_value=0), in_store(kind, _candidates(ids, problems.rejected)))
-    problems.add(stored, "id", ("id " + ids.astype("str") + " is already in the store").to_numpy())
-
     for column in COLUMNS_BY_KIND[kind]:
         if column.references is None:
             continue
@@ -76,24 +93,32 @@ def validate_rows(
             ]
         )
         unknown = values.notna().to_numpy() & ~np.isin(values.to_numpy(dtype="int64", na_value=0), known)
-        where = "the store nor this delivery" if column.references == ORDERS else "the store"
-        reasons = f"unknown {column.name} " + values.astype("str") + f": not in {where}"
-        problems.add(unknown, column.name, reasons.to_numpy())
+        reasons = f"unknown {column.name} " + values.astype("str") + ": not in the store nor this delivery"
+        problems.add(unknown, column.name, reasons.to_numpy(), pending=True)
 
-    # Last, so that the first occurrence a duplicate names is always a row that loads.
+    # Last, so that the first occurrence a duplicate names is always a good row.
     first = _first_good_occurrence(rows, ids, problems.rejected)
     problems.add(first["line"].notna().to_numpy(), "id", _duplicate_reasons(rows, first, ids))
 
     good = ~problems.rejected
     loaded = pd.DataFrame({name: _take(values, good) for name, values in typed.items()})
-    loaded["source"] = pd.Series(rows["file"].to_numpy()[good], dtype="str")
+    if kind in FACT_KINDS:
+        loaded["source"] = pd.Series(rows["file"].to_numpy()[good], dtype="str")
     for column in COLUMNS_BY_KIND[kind]:
         if column.required and column.type == INTEGER:
             loaded[column.name] = loaded[column.name].astype("int64")
-    return loaded, problems.frame()
+        if column.vocabulary:
+            counts = unknown_value_counts(loaded[column.name], column.vocabulary)
+            if counts:
+                unknown_values[column.name] = counts
+    loaded["file"] = pd.Series(rows["file"].to_numpy()[good], dtype="str")
+    loaded["line"] = pd.Series(rows["line"].to_numpy()[good], dtype="int64")
+    return ValidatedRows(loaded, problems.frame(), problems.pending_frame(), unknown_values)
 
 
-def _typed_column(column: Column, text: pd.Series, present: np.ndarray, latest: dt.datetime, problems: _Problems):
+def _typed_column(
+    column: Column, text: pd.Series, present: np.ndarray, latest: dt.datetime, problems: _Problems, timezone: str
+):
     """The column parsed to its type (missing where absent or bad), recording its problems."""
     name = column.name
     if column.type == INTEGER:
@@ -104,28 +129,32 @@ def _typed_column(column: Column, text: pd.Series, present: np.ndarray, latest: 
         bad = ~np.isfinite(values.to_numpy())
         problems.add(present & bad, name, f"{name} is not a number")
     elif column.type == TIMESTAMP:
-        parsed = pd.to_datetime(text.str.strip(), utc=True, format="ISO8601", errors="coerce")
-        values = parsed.dt.tz_convert(None).astype("datetime64[us]")
-        problems.add(present & values.isna().to_numpy(), name, f"{name} is not an ISO 8601 timestamp")
-        problems.add((values > latest).to_numpy(), name, f"{name} is in the future (after {latest.isoformat()} UTC)")
+        values = parse_timestamps(text, timezone)
         problems.add(
-            (values < EARLIEST_TIMESTAMP).to_numpy(),
+            present & values.isna().to_numpy(),
             name,
-            f"{name} is before {EARLIEST_TIMESTAMP.date()}, the first day AnomaLens scores",
+            f"{name} is not a timestamp (ISO 8601, or epoch seconds or milliseconds)",
         )
+        if column.bounded:
+            problems.add(
+                (values > latest).to_numpy(), name, f"{name} is in the future (after {latest.isoformat()} UTC)"
+            )
+            problems.add(
+                (values < EARLIEST_TIMESTAMP).to_numpy(),
+                name,
+                f"{name} is before {EARLIEST_TIMESTAMP.date()}, the first day AnomaLens scores",
+            )
     elif column.type == JSON_OBJECT:
         values, reasons = _parse_json_objects(text)
         problems.add(reasons.notna().to_numpy(), name, reasons.to_numpy())
     else:
-        values = text
+        values = text.str.strip()
+        if column.lower_case:
+            values = values.str.lower()
         if column.vocabulary:
-            unknown = present & ~text.isin(column.vocabulary).to_numpy()
-            reasons = (
-                f"unknown {name} "
-                + text.map(repr, na_action="ignore")
-                + f"; expected one of {', '.join(column.vocabulary)}"
-            )
-            problems.add(unknown, name, reasons.to_numpy())
+            # Known values in their canonical spelling, whatever the case; others stay as given.
+            canonical = values.str.lower().map({value.lower(): value for value in column.vocabulary})
+            values = canonical.where(canonical.notna(), values)
     if column.non_negative:
         problems.add((values < 0).fillna(False).to_numpy(dtype=bool), name, f"{name} is negative")
     return values
@@ -207,15 +236,27 @@ class _Problems:
         self.rejected = np.zeros(len(rows), dtype=bool)
         self._column = np.full(len(rows), None, dtype=object)
         self._reason = np.full(len(rows), None, dtype=object)
+        self._pending = np.zeros(len(rows), dtype=bool)
 
-    def add(self, mask: np.ndarray, column: str, reason: str | np.ndarray) -> None:
+    def add(self, mask: np.ndarray, column: str, reason: str | np.ndarray, pending: bool = False) -> None:
+        """Record `reason` for the rows of `mask` without a problem yet; `pending` parks them instead
+        of rejecting them (their only fault is a reference that may arrive later)."""
         new = np.asarray(mask, dtype=bool) & ~self.rejected
         self.rejected |= new
+        self._pending |= new & pending
         self._column[new] = column
         self._reason[new] = reason[new] if isinstance(reason, np.ndarray) else reason
 
+    def pending_frame(self) -> pd.DataFrame:
+        """The pending rows as given (text), with the column and reason that park them."""
+        parked = np.flatnonzero(self._pending)
+        frame = self._rows.iloc[parked].reset_index(drop=True)
+        return frame.assign(
+            column=pd.Series(self._column[parked], dtype="str"), reason=pd.Series(self._reason[parked], dtype="str")
+        )
+
     def frame(self) -> pd.DataFrame:
-        bad = np.flatnonzero(self.rejected)
+        bad = np.flatnonzero(self.rejected & ~self._pending)
         columns = self._column[bad]
         values = pd.Series(None, index=range(len(bad)), dtype="str")
         for column in pd.unique(columns):
