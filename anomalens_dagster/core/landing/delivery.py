@@ -221,9 +221,10 @@ def _first_seen(
             ids = pd.to_numeric(raw.rows["customer_id"], errors="coerce")
             times = parse_timestamps(raw.rows[column], settings.timezone)
             seen.append(pd.Series(times.to_numpy(), index=ids.to_numpy()))
-    first = pd.concat(seen).dropna().groupby(level=0).min() if seen else pd.Series(dtype="datetime64[us]")
+    first = pd.concat(seen).dropna().groupby(level=0).min().to_dict() if seen else {}
+    ingest_time = pd.Timestamp(naive_utc(now))
+    filled = pd.Series([first.get(float(i), ingest_time) for i in customers["id"]], index=customers.index)
     customers = customers.copy()
-    filled = customers["id"].map(first).fillna(pd.Timestamp(naive_utc(now)))
     customers["created_at"] = customers["created_at"].where(~missing, filled).astype("datetime64[us]")
     return customers
 

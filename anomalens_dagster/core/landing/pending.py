@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from anomalens_dagster.constants import OPS_SCHEMA, ORDER_ITEMS
@@ -114,7 +115,7 @@ def _retry_delivery_rows(
     parked_at = parked.set_index("line")["parked_at"]
     waiting = validated.pending
     age = now - pd.to_datetime(parked_at.loc[waiting["line"]].to_numpy())
-    too_old = (age > pd.Timedelta(days=settings.pending_max_age_days)).to_numpy() if len(waiting) else []
+    too_old = np.asarray(age > pd.Timedelta(days=settings.pending_max_age_days), dtype=bool)
     expired = waiting[too_old]
     expired_rejections = pd.DataFrame(
         {
