@@ -372,7 +372,10 @@ def ingest(landing: str | None, db: str | None) -> None:
         return
     with pd.option_context("display.max_colwidth", 80, "display.width", 250):
         click.echo(
-            files[["file", "rows_in", "rows_loaded", "rows_rejected", "status", "reason"]].to_string(index=False)
+            files[
+                ["file", "rows_in", "rows_loaded", "rows_updated", "rows_already_loaded", "rows_pending"]
+                + ["rows_rejected", "status", "reason"]
+            ].to_string(index=False)
         )
 
 

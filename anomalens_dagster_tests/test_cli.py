@@ -118,18 +118,20 @@ def test_export_sample_then_ingest_prints_every_file_with_rows_in_loaded_rejecte
     assert [name.split("-")[0] for name in files] == ["order_items", "orders", "user_activities"]
     names = set(files)
 
-    # An empty store knows none of the sample's customers, products or orders: their rows are rejected
-    # (anonymous activities load), and none is lost.
+    # An empty store knows none of the sample's customers, products or orders: their rows wait for
+    # them (anonymous activities load), and none is lost. The landing folder is created on first use.
     ingested = run_anomalens("ingest", "--landing", str(landing), "--db", str(tmp_path / "shop.duckdb"))
+    first_use = run_anomalens("ingest", "--landing", str(tmp_path / "new"), "--db", str(tmp_path / "other.duckdb"))
 
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     lines = {
         fields[0]: fields for fields in map(str.split, ingested.stdout.splitlines()) if fields and fields[0] in names
     }
     assert set(lines) == names
-    for file, (_, rows_in, loaded, rejected, status) in lines.items():
-        assert int(rows_in) == int(loaded) + int(rejected) and int(rejected) > 0, file
+    for file, (_, rows_in, *outcomes, status) in lines.items():
+        assert int(rows_in) == sum(map(int, outcomes)) and int(outcomes[3]) > 0, file
         assert status == "loaded"
+    assert first_use.returncode == 0 and (tmp_path / "new").is_dir(), first_use.stdout + first_use.stderr
     with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as conn:
         logged = conn.execute("SELECT count(*) FROM ops.ingested_files").fetchone()[0]
     assert logged == len(files)
