@@ -1,35 +1,44 @@
-"""Landing-zone ingestion: read, validate and load files of store events (no dagster import).
+"""Landing-zone ingestion: read, validate and load a store's own files (no dagster import).
 
-Files of orders, order items and user activities arrive in a landing folder as JSON Lines
-(``.jsonl``), CSV (``.csv``) or Parquet (``.parquet``). A file's kind is the start of its name
-(``orders-2026-03-01.csv``, ``order_items_batch7.parquet``, ``user_activities.jsonl``); its columns
-are the store table's minus ``source``, which becomes the file's name. Timestamps are ISO 8601, read
-as UTC when they carry no offset and converted to naive UTC when they do; ``details`` is a JSON
-object, nested (JSON Lines, Parquet struct) or as JSON text.
+Files of categories, products, customers, orders, order items and user activities arrive in a
+landing folder as JSON Lines (``.jsonl``), CSV (``.csv``) or Parquet (``.parquet``). A file's kind
+is the start of its name (``orders-2026-03-01.csv``, ``order_items_batch7.parquet``); its columns
+are the store table's (facts' ``source`` becomes the file's name), under the store's own names and
+values where the settings file's ``landing`` section maps them (``mapping``). ``details`` is a JSON
+object, nested (JSON Lines, Parquet struct) or as JSON text. The modules, in the order a file meets them:
 
-Every input row ends up loaded or rejected, never both and never lost: ``rows_in = rows_loaded +
-rows_rejected`` for every file. The rules:
+- ``rules``: kinds, columns, statuses and the ops tables' DDL;
+- ``mapping``: the ``landing`` settings (column and value maps, time zone) and timestamps (ISO 8601
+  with or without offset, epoch seconds or milliseconds);
+- ``readers``: files read as text rows with their line numbers, quarantine;
+- ``validation``: text rows into typed good rows, rejections and rows pending a reference;
+- ``writes``: good rows against the store (new, updated, identical, conflicting) and the writes;
+- ``delivery``: a delivery prepared in dependency order and written, one transaction per file;
+- ``pending``: parked rows retried on every ingest, loaded once their reference arrives, aged out;
+- ``sample``: a small simulated delivery to try the landing zone with.
+
+Every row of every delivery ends in exactly one of loaded, updated, already_loaded, pending or
+rejected, and ``rows_in`` is their sum per delivery. The rules:
 
 - **File level** (the file is quarantined, nothing of it loads): unknown kind or extension, not
   readable as its format (binary, not UTF-8, corrupt Parquet, no line of a ``.jsonl`` is a JSON
-  object), empty, or a required column missing altogether (every row would be bad). Required
-  columns are the store's NOT NULL ones; the nullable ones (an activity's ``customer_id``,
-  ``session_id``, ``details``, ``ip_address``, ``user_agent``) read as null when absent. Unknown
-  extra columns are ignored.
+  object), empty, or a required column missing altogether (every row would be bad). Unknown extra
+  columns are ignored.
 - **Row level** (one rejection per bad row, naming its *first* problem in this order: the line
-  itself, then each column in table order — presence, type, range, vocabulary — then an id already
-  in the store, then references, then duplicate ids): a malformed JSON line or a CSV record with
-  the wrong number of fields, a missing required value, a value that is not an integer / number /
-  timestamp / JSON object, a negative quantity, price or total, an unknown ``status`` or
-  ``action_type``, a timestamp before the first daily partition (``PARTITIONS_START_DATE``) or more than a day after ``now``, an id already
-  in the store, a reference to a customer, product or order that neither the store nor the
-  delivery's good rows hold, an id that an earlier good row of the delivery has (the reason names
-  that row's line; files of a delivery count in the order given). One rejection per row keeps a
-  file's rejections table rows equal to its rejected rows.
+  itself, then each column in table order — presence, type, range — then references, then
+  duplicate ids): a malformed JSON line or a CSV record with the wrong number of fields, a missing
+  required value, a value that is not an integer / number / timestamp / JSON object, a negative
+  quantity, price or total, a fact timestamp before the first daily partition
+  (``PARTITIONS_START_DATE``) or more than a day after ``now``, an id that an earlier good row of
+  the delivery has (the reason names that row's line). A row whose first problem is a reference
+  that neither the store nor the delivery holds is **pending**, not rejected. A fact whose id the
+  store holds with other content is rejected (facts are immutable); a catalogue row is upserted.
+  Status is free text and action types match case-insensitively: values outside the known ones
+  load and are counted.
 
-Re-delivering content that was already loaded (same SHA-256, whatever the name) is a no-op
-reported as ``duplicate``. Each file is written in one transaction: its rows, its rejections and its
-line in ``ops.ingested_files`` land together or not at all.
+Re-delivering the same bytes is a delivery of its own (``duplicate`` when it changed nothing). Each
+file is written in one transaction: its rows, its rejections, its pending rows and its line in
+``ops.ingested_files`` land together or not at all.
 """
 
 from anomalens_dagster.core.landing.delivery import (

@@ -33,7 +33,7 @@ from anomalens_dagster.core.landing.rules import (
     rejection_frame,
     store_columns,
 )
-from anomalens_dagster.core.landing.validation import validate_rows
+from anomalens_dagster.core.landing.validation import unknown_values_of, validate_rows
 from anomalens_dagster.core.landing.writes import (
     compare_with_store,
     days_of,
@@ -186,7 +186,7 @@ def prepare_delivery(
                 updated=updated,
                 rows_already_loaded=int((compared.identical["file"] == raw.file).sum()),
                 pending=validated.pending[validated.pending["file"] == raw.file].reset_index(drop=True),
-                unknown_values=validated.unknown_values if len(files) == 1 else {},
+                unknown_values=unknown_values_of(kind, validated.good[validated.good["file"] == raw.file]),
             )
             status = file_status(result.rows_in, result.rows_rejected, result.changed_store, delivered_before[path])
             results[path] = _with_status(result, status)

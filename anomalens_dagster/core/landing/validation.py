@@ -72,7 +72,6 @@ def validate_rows(
     latest = naive_utc(now) + FUTURE_TOLERANCE
     problems = _Problems(rows)
     typed: dict[str, object] = {}
-    unknown_values: dict[str, dict[str, int]] = {}
     for column in COLUMNS_BY_KIND[kind]:
         text = rows[column.name]
         text = text.where(text.str.strip() != "")  # blank is missing
@@ -107,13 +106,20 @@ def validate_rows(
     for column in COLUMNS_BY_KIND[kind]:
         if column.required and column.type == INTEGER:
             loaded[column.name] = loaded[column.name].astype("int64")
-        if column.vocabulary:
-            counts = unknown_value_counts(loaded[column.name], column.vocabulary)
-            if counts:
-                unknown_values[column.name] = counts
     loaded["file"] = pd.Series(rows["file"].to_numpy()[good], dtype="str")
     loaded["line"] = pd.Series(rows["line"].to_numpy()[good], dtype="int64")
-    return ValidatedRows(loaded, problems.frame(), problems.pending_frame(), unknown_values)
+    return ValidatedRows(loaded, problems.frame(), problems.pending_frame(), unknown_values_of(kind, loaded))
+
+
+def unknown_values_of(kind: str, good: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per column with a vocabulary, how often each value outside it occurs in `good` (loaded as given)."""
+    unknown: dict[str, dict[str, int]] = {}
+    for column in COLUMNS_BY_KIND[kind]:
+        if column.vocabulary:
+            counts = unknown_value_counts(good[column.name], column.vocabulary)
+            if counts:
+                unknown[column.name] = counts
+    return unknown
 
 
 def _typed_column(
