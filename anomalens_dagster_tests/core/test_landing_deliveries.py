@@ -187,3 +187,44 @@ def test_every_delivery_conserves_its_rows_across_every_outcome(store, landing_d
     assert dict(rejections) == {d: n for d, n in zip(files["delivery_id"], files["rows_rejected"], strict=True) if n}
     pending = store.execute("SELECT delivery_id, count(*) FROM ops.pending_rows GROUP BY ALL").fetchall()
     assert dict(pending) == {d: n for d, n in zip(files["delivery_id"], files["rows_pending"], strict=True) if n}
+
+
+def test_text_ids_keep_their_source_id_and_get_a_stable_integer_id(store, landing_dir):
+    from anomalens_dagster.core.landing.ids import TEXT_ID_BASE
+
+    write(landing_dir / "customers.csv", "id,email\nCUST-a1b2,a@example.com\n17,b@example.com")
+    write(
+        landing_dir / "orders.csv",
+        "id,customer_id,created_at,total_amount,status\n"
+        "WC-1001,CUST-a1b2,2026-03-01T10:00Z,20,completed\n"
+        "WC-1002,17,2026-03-01T11:00Z,20,completed\n"
+        "WC-1003,CUST-zzzz,2026-03-01T12:00Z,20,completed\n",  # a customer still to come
+    )
+    first = ingest_delivery(store, [landing_dir / "customers.csv", landing_dir / "orders.csv"], NOW)
+    again = ingest_delivery(store, [landing_dir / "customers.csv", landing_dir / "orders.csv"], NOW)
+
+    assert [outcomes(r) for r in first] == [(2, 0, 0, 0, 0), (2, 0, 0, 1, 0)]
+    assert [outcomes(r) for r in again] == [(0, 0, 2, 0, 0), (0, 0, 2, 1, 0)]  # the same ids, not new ones
+    id_map = store.execute("SELECT kind, source_id, id FROM ops.id_map ORDER BY kind, id").fetchall()
+    assert id_map == [
+        (CUSTOMERS, "CUST-a1b2", TEXT_ID_BASE),
+        (ORDERS, "WC-1001", TEXT_ID_BASE),
+        (ORDERS, "WC-1002", TEXT_ID_BASE + 1),
+    ]
+    assert stored(store, ORDERS)[["id", "customer_id"]].values.tolist() == [
+        [TEXT_ID_BASE, TEXT_ID_BASE],
+        [TEXT_ID_BASE + 1, 17],
+    ]
+
+    write(landing_dir / "customers-late.csv", "id,email\nCUST-zzzz,z@example.com")
+    ingest_delivery(store, [landing_dir / "customers-late.csv"], NOW)
+    retry = retry_pending_rows(store, NOW)
+
+    # The two pending copies of WC-1003 (both deliveries of orders.csv): one loads, the other is that row.
+    assert (retry.loaded, retry.already_loaded) == (1, 1)
+    late = store.execute(
+        """SELECT o.customer_id = c.id FROM store.orders AS o
+           JOIN ops.id_map AS m ON m.kind = 'orders' AND m.source_id = 'WC-1003' AND o.id = m.id
+           JOIN ops.id_map AS c ON c.kind = 'customers' AND c.source_id = 'CUST-zzzz'"""
+    ).fetchall()
+    assert late == [(True,)]

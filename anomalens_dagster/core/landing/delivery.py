@@ -38,11 +38,13 @@ from anomalens_dagster.core.landing.writes import (
     compare_with_store,
     days_of,
     ensure_ops_tables,
+    insert_id_map,
     insert_new_rows,
     insert_rejections,
     order_days,
     park_pending_rows,
     replace_rows,
+    store_id_map,
     store_key_lookup,
 )
 from anomalens_dagster.core.warehouse import ensure_store_tables, qualified, table_exists, transaction
@@ -78,6 +80,7 @@ class FileIngest:
     rows_already_loaded: int = 0
     pending: pd.DataFrame = field(default_factory=pd.DataFrame)
     unknown_values: dict[str, dict[str, int]] = field(default_factory=dict)
+    new_ids: pd.DataFrame = field(default_factory=pd.DataFrame)  # ops.id_map rows for its text ids
 
     def __post_init__(self) -> None:
         accounted = self.rows_loaded + self.rows_updated + self.rows_already_loaded + self.rows_pending
@@ -136,6 +139,7 @@ def prepare_delivery(
     settings = settings or LandingSettings()
     paths = sorted(dict.fromkeys(Path(path) for path in paths), key=_kind_rank)
     lookup = store_key_lookup(conn)
+    id_map = store_id_map(conn)
     results: dict[Path, FileIngest] = {}
     raw_by_kind: dict[str, list[tuple[Path, str, RawFile]]] = {kind: [] for kind in LANDING_KINDS}
     seen: set[str] = set()
@@ -159,7 +163,9 @@ def prepare_delivery(
         if not files:
             continue
         rows = pd.concat([raw.rows.assign(file=raw.file) for _, _, raw in files], ignore_index=True)
-        validated = validate_rows(kind, rows, now=now, in_store=lookup, delivered=delivered, timezone=settings.timezone)
+        validated = validate_rows(
+            kind, rows, now=now, in_store=lookup, delivered=delivered, timezone=settings.timezone, id_map=id_map
+        )
         delivered[kind] = validated.good["id"].to_numpy(dtype="int64")
         good_by_kind[kind] = validated.good
         compared = compare_with_store(conn, kind, validated.good)
@@ -187,6 +193,7 @@ def prepare_delivery(
                 rows_already_loaded=int((compared.identical["file"] == raw.file).sum()),
                 pending=validated.pending[validated.pending["file"] == raw.file].reset_index(drop=True),
                 unknown_values=unknown_values_of(kind, validated.good[validated.good["file"] == raw.file]),
+                new_ids=id_map.assigned(kind, validated.good.loc[validated.good["file"] == raw.file, "id"]),
             )
             status = file_status(result.rows_in, result.rows_rejected, result.changed_store, delivered_before[path])
             results[path] = _with_status(result, status)
@@ -255,6 +262,7 @@ def write_file_ingest(conn: duckdb.DuckDBPyConnection, result: FileIngest, inges
             insert_new_rows(conn, result.kind, result.loaded)
             replace_rows(conn, result.kind, result.updated)
             park_pending_rows(conn, result.kind, result.pending, result.delivery_id, ingested_at)
+            insert_id_map(conn, result.new_ids, ingested_at)
         insert_rejections(conn, result.rejections, result.sha256, result.delivery_id, ingested_at)
         conn.execute(
             f"""INSERT INTO {qualified(INGESTED_FILES, OPS_SCHEMA)}

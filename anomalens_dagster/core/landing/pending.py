@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from anomalens_dagster.constants import OPS_SCHEMA, ORDER_ITEMS
+from anomalens_dagster.core.landing.ids import IdMap
 from anomalens_dagster.core.landing.mapping import LandingSettings
 from anomalens_dagster.core.landing.rules import (
     FACT_KINDS,
@@ -38,10 +39,12 @@ from anomalens_dagster.core.landing.writes import (
     compare_with_store,
     days_of,
     ensure_ops_tables,
+    insert_id_map,
     insert_new_rows,
     insert_rejections,
     order_days,
     replace_rows,
+    store_id_map,
     store_key_lookup,
 )
 from anomalens_dagster.core.warehouse import ensure_store_tables, qualified, transaction
@@ -71,6 +74,7 @@ def retry_pending_rows(
     ensure_ops_tables(conn)
     now = naive_utc(now)
     retry = PendingRetry()
+    id_map = store_id_map(conn)  # one for every kind: a pending item finds its pending order's new id
     parked = conn.execute(
         f"""SELECT p.delivery_id, p.file, p.kind, p.line, CAST(p."row" AS VARCHAR) AS row_text, p.parked_at, f.sha256
             FROM {qualified(PENDING_ROWS, OPS_SCHEMA)} AS p
@@ -81,7 +85,7 @@ def retry_pending_rows(
         for (delivery_id, sha256), rows in parked[parked["kind"] == kind].groupby(
             ["delivery_id", "sha256"], sort=False
         ):
-            _retry_delivery_rows(conn, kind, delivery_id, sha256, rows, now, settings, retry)
+            _retry_delivery_rows(conn, kind, delivery_id, sha256, rows, now, settings, id_map, retry)
     if len(parked):
         logger.info(
             "pending rows retried: %d loaded, %d updated, %d already loaded, %d rejected, %d still pending",
@@ -102,6 +106,7 @@ def _retry_delivery_rows(
     parked: pd.DataFrame,
     now: dt.datetime,
     settings: LandingSettings,
+    id_map: IdMap,
     retry: PendingRetry,
 ) -> None:
     """Settle one delivery's parked rows of one kind, in one transaction with its counts."""
@@ -109,7 +114,9 @@ def _retry_delivery_rows(
     rows = pd.DataFrame({"file": parked["file"].to_numpy(), "line": parked["line"].to_numpy()})
     for name in landing_columns(kind):
         rows[name] = pd.Series(texts[name].to_numpy() if name in texts else None, dtype="str")
-    validated = validate_rows(kind, rows, now=now, in_store=store_key_lookup(conn), timezone=settings.timezone)
+    validated = validate_rows(
+        kind, rows, now=now, in_store=store_key_lookup(conn), timezone=settings.timezone, id_map=id_map
+    )
     compared = compare_with_store(conn, kind, validated.good)
 
     parked_at = parked.set_index("line")["parked_at"]
@@ -137,6 +144,7 @@ def _retry_delivery_rows(
     with transaction(conn):
         insert_new_rows(conn, kind, compared.new)
         replace_rows(conn, kind, compared.updated)
+        insert_id_map(conn, id_map.assigned(kind, validated.good["id"]), now)
         insert_rejections(conn, rejections, sha256, delivery_id, now)
         conn.execute(
             f"""DELETE FROM {qualified(PENDING_ROWS, OPS_SCHEMA)}

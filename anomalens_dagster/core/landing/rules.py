@@ -24,6 +24,7 @@ from anomalens_dagster.constants import (
 INGESTED_FILES = "ingested_files"  # table in OPS_SCHEMA: one row per delivered file
 INGEST_REJECTIONS = "ingest_rejections"  # table in OPS_SCHEMA: one row per rejected input row
 PENDING_ROWS = "pending_rows"  # table in OPS_SCHEMA: rows waiting for a reference to arrive
+ID_MAP = "id_map"  # table in OPS_SCHEMA: the integer id given to each text id of a store's files
 CATALOG_KINDS = (CATEGORIES, PRODUCTS, CUSTOMERS)  # upserted by id
 FACT_KINDS = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES)  # immutable once loaded
 # Dependency order: files are validated and written in it, so a reference is in the store first.
@@ -69,6 +70,8 @@ ALTER TABLE {OPS_SCHEMA}.{INGEST_REJECTIONS} ADD COLUMN IF NOT EXISTS delivery_i
 CREATE TABLE IF NOT EXISTS {OPS_SCHEMA}.{PENDING_ROWS} (
     delivery_id VARCHAR NOT NULL, file VARCHAR NOT NULL, kind VARCHAR NOT NULL, line BIGINT,
     "row" JSON NOT NULL, "column" VARCHAR, reason VARCHAR NOT NULL, parked_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS {OPS_SCHEMA}.{ID_MAP} (
+    kind VARCHAR NOT NULL, source_id VARCHAR NOT NULL, id BIGINT NOT NULL, mapped_at TIMESTAMP NOT NULL);
 """
 
 REJECTION_COLUMNS = ("file", "line", "column", "value", "reason")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from anomalens_dagster.core.landing.ids import IdMap
 from anomalens_dagster.core.landing.mapping import parse_timestamps, unknown_value_counts
 from anomalens_dagster.core.landing.readers import json_problem
 from anomalens_dagster.core.landing.rules import (
@@ -26,6 +27,8 @@ from anomalens_dagster.core.landing.rules import (
     clip_values,
     naive_utc,
 )
+
+INTEGER_TEXT = r"[+-]?\d{1,18}(?:\.0*)?"  # an integer id as a file writes it (an integral `5.0` too)
 
 KeyLookup = Callable[[str, np.ndarray], np.ndarray]
 """`(table, ids) -> the ids among them that the store holds` (a query, or a set in tests)."""
@@ -57,6 +60,7 @@ def validate_rows(
     in_store: KeyLookup,
     delivered: Mapping[str, np.ndarray] | None = None,
     timezone: str = "UTC",
+    id_map: IdMap | None = None,
 ) -> ValidatedRows:
     """Split text rows of `kind` into typed good rows, rejections and rows pending a reference.
 
@@ -66,24 +70,36 @@ def validate_rows(
     which referenced ids the store holds; `delivered` adds the ids of good rows of the kinds
     validated before in the same delivery (an order may name a customer delivered with it). `now`
     bounds fact timestamps (naive UTC or aware); naive timestamps are wall-clock time in `timezone`.
+    `id_map` turns text ids and references into integer ids (a new row's id is assigned one); without
+    it, an id that is not an integer is rejected.
     """
     rows = rows.reset_index(drop=True)
     delivered = delivered or {}
     latest = naive_utc(now) + FUTURE_TOLERANCE
     problems = _Problems(rows)
     typed: dict[str, object] = {}
+    unresolved: dict[str, np.ndarray] = {}  # text references no id was given to yet
     for column in COLUMNS_BY_KIND[kind]:
         text = rows[column.name]
         text = text.where(text.str.strip() != "")  # blank is missing
         present = text.notna().to_numpy()
         if column.required:
             problems.add(~present, column.name, f"missing {column.name}")
+        if id_map is not None and column.type == INTEGER and (column.name == "id" or column.references):
+            textual, resolved = _text_ids_resolved(kind, column, text, present, id_map)
+            unresolved[column.name] = textual & resolved.isna().to_numpy()
+            values = _typed_column(column, text, present & ~textual, latest, problems, timezone)
+            typed[column.name] = values.where(~textual, resolved)
+            continue
         typed[column.name] = _typed_column(column, text, present, latest, problems, timezone)
 
     ids = typed["id"]
     for column in COLUMNS_BY_KIND[kind]:
         if column.references is None:
             continue
+        reasons = f"unknown {column.name} " + rows[column.name].str.strip() + ": not in the store nor this delivery"
+        if column.name in unresolved:
+            problems.add(unresolved[column.name], column.name, reasons.to_numpy(), pending=True)
         values = typed[column.name]
         known = np.concatenate(
             [
@@ -92,7 +108,6 @@ def validate_rows(
             ]
         )
         unknown = values.notna().to_numpy() & ~np.isin(values.to_numpy(dtype="int64", na_value=0), known)
-        reasons = f"unknown {column.name} " + values.astype("str") + ": not in the store nor this delivery"
         problems.add(unknown, column.name, reasons.to_numpy(), pending=True)
 
     # Last, so that the first occurrence a duplicate names is always a good row.
@@ -120,6 +135,20 @@ def unknown_values_of(kind: str, good: pd.DataFrame) -> dict[str, dict[str, int]
             if counts:
                 unknown[column.name] = counts
     return unknown
+
+
+def _text_ids_resolved(
+    kind: str, column: Column, text: pd.Series, present: np.ndarray, id_map: IdMap
+) -> tuple[np.ndarray, pd.Series]:
+    """Which values are text ids (not integers), and their integer ids (Int64, NA where a text
+    reference has none yet): a row's own id gets one, a reference only finds one already given."""
+    stripped = text.str.strip()
+    textual = present & ~stripped.str.fullmatch(INTEGER_TEXT).fillna(False).to_numpy(dtype=bool)
+    resolved = pd.Series(pd.NA, index=text.index, dtype="Int64")
+    if textual.any():
+        target = kind if column.name == "id" else column.references
+        resolved[textual] = id_map.resolve(target, stripped[textual], assign=column.name == "id").to_numpy()
+    return textual, resolved
 
 
 def _typed_column(
@@ -169,7 +198,7 @@ def _typed_column(
 def _parse_integers(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Integers written as digits (an integral `5.0` too), exact up to 18 digits; (values, not-integer)."""
     stripped = text.str.strip()
-    ok = stripped.str.fullmatch(r"[+-]?\d{1,18}(?:\.0*)?").fillna(False).to_numpy(dtype=bool)
+    ok = stripped.str.fullmatch(INTEGER_TEXT).fillna(False).to_numpy(dtype=bool)
     values = np.zeros(len(text), dtype="int64")
     values[ok] = pd.to_numeric(stripped[ok].str.replace(r"\.0*$", "", regex=True)).to_numpy(dtype="int64")
     return pd.Series(pd.arrays.IntegerArray(values, ~ok), index=text.index), ~ok

@@ -12,9 +12,11 @@ import pandas as pd
 import pyarrow as pa
 
 from anomalens_dagster.constants import OPS_SCHEMA, ORDERS
+from anomalens_dagster.core.landing.ids import ID_MAP_COLUMNS, IdMap
 from anomalens_dagster.core.landing.rules import (
     CATALOG_KINDS,
     COLUMNS_BY_KIND,
+    ID_MAP,
     INGEST_REJECTIONS,
     JSON_OBJECT,
     OPS_DDL,
@@ -31,6 +33,42 @@ from anomalens_dagster.core.warehouse import _register, qualified, table_exists
 def ensure_ops_tables(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the ops schema and the ingest log tables when missing, add newer columns (idempotent)."""
     conn.execute(OPS_DDL)
+
+
+def store_id_map(conn: duckdb.DuckDBPyConnection) -> IdMap:
+    """An IdMap over the store's ops.id_map (created when missing)."""
+    ensure_ops_tables(conn)
+    table = qualified(ID_MAP, OPS_SCHEMA)
+
+    def stored(kind: str, source_ids: list[str]) -> dict[str, int]:
+        rows = conn.execute(
+            f"SELECT source_id, id FROM {table} WHERE kind = $kind AND list_contains($ids, source_id)",
+            {"kind": kind, "ids": [str(text) for text in source_ids]},
+        ).fetchall()
+        return dict(rows)
+
+    def largest(kind: str) -> int | None:
+        ((found,),) = conn.execute(f"SELECT max(id) FROM {table} WHERE kind = $kind", {"kind": kind}).fetchall()
+        return found
+
+    return IdMap(stored, largest)
+
+
+def insert_id_map(conn: duckdb.DuckDBPyConnection, entries: pd.DataFrame, at: dt.datetime) -> None:
+    """Record text ids given an integer id (those already recorded are left as they are)."""
+    if entries.empty:
+        return
+    _register(conn, "new_ids", entries[list(ID_MAP_COLUMNS)])
+    try:
+        conn.execute(
+            f"""INSERT INTO {qualified(ID_MAP, OPS_SCHEMA)} (kind, source_id, id, mapped_at)
+                SELECT n.kind, n.source_id, n.id, $at FROM new_ids AS n
+                WHERE NOT EXISTS (SELECT 1 FROM {qualified(ID_MAP, OPS_SCHEMA)} AS m
+                                  WHERE m.kind = n.kind AND m.source_id = n.source_id)""",
+            {"at": at},
+        )
+    finally:
+        conn.unregister("new_ids")
 
 
 def store_key_lookup(conn: duckdb.DuckDBPyConnection) -> KeyLookup:
