@@ -14,6 +14,7 @@ import yaml
 
 from anomalens_dagster.assets.landing import check_ingest_conserves_rows, ingested_files
 from anomalens_dagster.constants import CATEGORIES, CUSTOMERS, ORDER_ITEMS, ORDERS, PRODUCTS, USER_ACTIVITIES
+from anomalens_dagster.core.landing.ids import TEXT_ID_BASE
 from anomalens_dagster.resources import LandingZone
 from anomalens_dagster.settings import SettingsFile
 
@@ -51,15 +52,15 @@ def write_delivery(directory: Path) -> None:
     pd.DataFrame({"sku": [10, 11], "title": ["Atlas", "Novel"], "price": [30.0, 12.5], "category": [1, 1]}).to_parquet(
         directory / "products-catalogue.parquet", index=False
     )
-    # Customer 7 signs up with this delivery; customer 8's file comes later.
-    (directory / "customers.csv").write_text("id,email\n7,first@example.com\n")
+    # Customer C-7 signs up with this delivery; customer C-8's file comes later.
+    (directory / "customers.csv").write_text("id,email\nC-7,first@example.com\n")  # text ids
     (directory / "orders-shop.csv").write_text(
         "order_number,buyer_id,placed_at,grand_total,state\n"
-        f"100,7,{AT_TEN * 1000},30.0,completed\n"  # epoch milliseconds
-        f"101,7,{AT_TEN + 60},12.5,SHIPPED\n"  # epoch seconds
-        "102,7,2026-03-01 12:00:00,12.5,refunded\n"  # naive: Paris time
-        "103,7,2026-03-01T12:00:00Z,42.5,wc-completed\n"
-        "104,8,2026-03-01T12:30:00Z,30.0,processing\n"  # customer 8 not yet in the store
+        f"100,C-7,{AT_TEN * 1000},30.0,completed\n"  # epoch milliseconds
+        f"101,C-7,{AT_TEN + 60},12.5,SHIPPED\n"  # epoch seconds
+        "102,C-7,2026-03-01 12:00:00,12.5,refunded\n"  # naive: Paris time
+        "103,C-7,2026-03-01T12:00:00Z,42.5,wc-completed\n"
+        "104,C-8,2026-03-01T12:30:00Z,30.0,processing\n"  # customer C-8 not yet in the store
     )
     items = [
         {"id": 1000 + n, "order_id": order, "product_id": 10, "quantity": 1, "price": 30.0}
@@ -67,10 +68,10 @@ def write_delivery(directory: Path) -> None:
     ]
     (directory / "order_items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
     activities = [
-        {"id": 1, "customer_id": 7, "timestamp": AT_TEN, "action_type": "page_view", "ip_address": "203.0.113.9"},
-        {"id": 2, "customer_id": 7, "timestamp": AT_TEN + 5, "action_type": "View_Product"},
-        {"id": 3, "customer_id": 7, "timestamp": AT_TEN + 9, "action_type": "wishlist_add"},
-        {"id": 4, "customer_id": 8, "timestamp": AT_TEN + 30, "action_type": "checkout_complete"},
+        {"id": 1, "customer_id": "C-7", "timestamp": AT_TEN, "action_type": "page_view", "ip_address": "203.0.113.9"},
+        {"id": 2, "customer_id": "C-7", "timestamp": AT_TEN + 5, "action_type": "View_Product"},
+        {"id": 3, "customer_id": "C-7", "timestamp": AT_TEN + 9, "action_type": "wishlist_add"},
+        {"id": 4, "customer_id": "C-8", "timestamp": AT_TEN + 30, "action_type": "checkout_complete"},
     ]
     (directory / "user_activities.jsonl").write_text("".join(json.dumps(row) + "\n" for row in activities))
 
@@ -120,7 +121,7 @@ def test_a_store_of_its_own_files_in_its_own_words_lands_every_kind(duckdb_resou
         CATEGORIES: (1, 1, 0, 0),
         PRODUCTS: (2, 2, 0, 0),
         CUSTOMERS: (1, 1, 0, 0),
-        ORDERS: (5, 4, 1, 0),  # order 104 waits for customer 8
+        ORDERS: (5, 4, 1, 0),  # order 104 waits for customer C-8
         ORDER_ITEMS: (2, 1, 1, 0),  # and so does its item
         USER_ACTIVITIES: (4, 3, 1, 0),
     }
@@ -141,7 +142,8 @@ def test_a_store_of_its_own_files_in_its_own_words_lands_every_kind(duckdb_resou
         ("wishlist_add",),
     ]
     # The first-time customer signed up when first seen: their first order.
-    assert query(db_path, "SELECT id, created_at FROM store.customers") == [(7, dt.datetime(2026, 3, 1, 10, 0))]
+    assert query(db_path, "SELECT id, created_at FROM store.customers") == [(TEXT_ID_BASE, dt.datetime(2026, 3, 1, 10))]
+    assert query(db_path, "SELECT kind, source_id, id FROM ops.id_map") == [(CUSTOMERS, "C-7", TEXT_ID_BASE)]
     # The catalogue tables are unpartitioned; the store days are named.
     assert store_changes(first) == {
         (CATEGORIES, None),
@@ -153,16 +155,16 @@ def test_a_store_of_its_own_files_in_its_own_words_lands_every_kind(duckdb_resou
     }
     assert first.get_asset_check_evaluations()[0].passed
 
-    # Customer 8 arrives: what waited for them loads, once, without being delivered again.
+    # Customer C-8 arrives: what waited for them loads, once, without being delivered again.
     for path in landing_dir.iterdir():
         path.unlink()
-    (landing_dir / "customers-late.csv").write_text("id,email,created_at\n8,late@example.com,2025-11-02T08:00:00Z\n")
+    (landing_dir / "customers-late.csv").write_text("id,email,created_at\nC-8,late@example.com,2025-11-02T08:00:00Z\n")
     second = ingest(duckdb_resource, landing_dir, settings)
     third = ingest(duckdb_resource, landing_dir, settings)
 
     assert metadata_of(second)["pending_rows_loaded"] == 3
     assert metadata_of(third)["pending_rows_loaded"] == 0
-    assert query(db_path, "SELECT count(*) FROM store.orders WHERE customer_id = 8") == [(1,)]
+    assert query(db_path, f"SELECT count(*) FROM store.orders WHERE customer_id = {TEXT_ID_BASE + 1}") == [(1,)]
     assert query(db_path, "SELECT count(*) FROM store.order_items WHERE order_id = 104") == [(1,)]
     assert (ORDERS, DAY.isoformat()) in store_changes(second)
     log = query(

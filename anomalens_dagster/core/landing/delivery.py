@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from anomalens_dagster.constants import CUSTOMERS, OPS_SCHEMA, ORDER_ITEMS, ORDERS, USER_ACTIVITIES
+from anomalens_dagster.core.landing.ids import IdMap
 from anomalens_dagster.core.landing.mapping import LandingSettings, parse_timestamps
 from anomalens_dagster.core.landing.readers import RawFile, file_sha256, landing_file_kind, read_landing_file
 from anomalens_dagster.core.landing.rules import (
@@ -33,7 +34,7 @@ from anomalens_dagster.core.landing.rules import (
     rejection_frame,
     store_columns,
 )
-from anomalens_dagster.core.landing.validation import unknown_values_of, validate_rows
+from anomalens_dagster.core.landing.validation import INTEGER_TEXT, unknown_values_of, validate_rows
 from anomalens_dagster.core.landing.writes import (
     compare_with_store,
     days_of,
@@ -172,7 +173,7 @@ def prepare_delivery(
         rejections = pd.concat([validated.rejections, compared.conflicts], ignore_index=True)
         new = compared.new
         if kind == CUSTOMERS:
-            new = _first_seen(new, raw_by_kind, settings, now)
+            new = _first_seen(new, raw_by_kind, settings, id_map, now)
         for path, sha, raw in files:
             mine = new[new["file"] == raw.file].reset_index(drop=True)
             refused = pd.concat(
@@ -215,25 +216,37 @@ def _with_status(result: FileIngest, status: str) -> FileIngest:
 
 
 def _first_seen(
-    customers: pd.DataFrame, raw_by_kind: dict, settings: LandingSettings, now: dt.datetime
+    customers: pd.DataFrame, raw_by_kind: dict, settings: LandingSettings, id_map: IdMap, now: dt.datetime
 ) -> pd.DataFrame:
     """New customers without `created_at`: the first time the delivery's orders or activities show
     them, else the time of the ingest (the store needs a sign-up time)."""
     missing = customers["created_at"].isna()
     if not missing.any():
         return customers
-    seen: list[pd.Series] = []
+    seen: list[pd.DataFrame] = []
     for kind, column in ((ORDERS, "created_at"), (USER_ACTIVITIES, "timestamp")):
         for _, _, raw in raw_by_kind[kind]:
-            ids = pd.to_numeric(raw.rows["customer_id"], errors="coerce")
+            ids = _customer_ids(raw.rows["customer_id"], id_map)
             times = parse_timestamps(raw.rows[column], settings.timezone)
-            seen.append(pd.Series(times.to_numpy(), index=ids.to_numpy()))
-    first = pd.concat(seen).dropna().groupby(level=0).min().to_dict() if seen else {}
+            seen.append(pd.DataFrame({"id": ids, "at": times}).dropna())
+    first = pd.concat(seen).groupby("id")["at"].min().to_dict() if seen else {}
     ingest_time = pd.Timestamp(naive_utc(now))
-    filled = pd.Series([first.get(float(i), ingest_time) for i in customers["id"]], index=customers.index)
+    filled = pd.Series([first.get(int(i), ingest_time) for i in customers["id"]], index=customers.index)
     customers = customers.copy()
     customers["created_at"] = customers["created_at"].where(~missing, filled).astype("datetime64[us]")
     return customers
+
+
+def _customer_ids(text: pd.Series, id_map: IdMap) -> pd.Series:
+    """Customer references as written in a file, as the store's integer ids (NA where unknown)."""
+    stripped = text.str.strip()
+    integer = stripped.str.fullmatch(INTEGER_TEXT).fillna(False).to_numpy(dtype=bool)
+    textual = stripped.notna().to_numpy() & ~integer
+    ids = pd.Series(pd.NA, index=text.index, dtype="Int64")
+    ids[integer] = pd.to_numeric(stripped[integer].str.replace(r"\.0*$", "", regex=True)).to_numpy(dtype="int64")
+    if textual.any():
+        ids[textual] = id_map.resolve(CUSTOMERS, stripped[textual], assign=False).to_numpy()
+    return ids
 
 
 def _fact_days(conn, kind: str, loaded: pd.DataFrame, good_by_kind: dict[str, pd.DataFrame]) -> tuple[dt.date, ...]:
