@@ -281,6 +281,8 @@ def run(days: int, end_date: dt.datetime | None, db: str | None, settings_file: 
     first, last = day_range(days, end_date.date() if end_date else None)
     db_path = checked_db_path(db)
     home = ensure_dagster_home()
+    # After `make demo`, the folder for the store's own files is there (not exported: only `ingest` chooses it).
+    Path(os.environ.get(LANDING_DIR_ENV_VAR) or DEFAULT_LANDING_DIR).mkdir(parents=True, exist_ok=True)
     ending = "" if end_date else ", ending yesterday UTC"
     click.echo(f"AnomaLens: {first} .. {last} ({days} days{ending}) into {db_path}")
     click.echo(f"Dagster instance: {home} (runs show in `make dev`)")
@@ -333,6 +335,15 @@ def resolve_landing_dir(landing: str | None) -> Path:
     return path
 
 
+def ready_landing_dir(landing: str | None) -> Path:
+    """The landing folder (see `resolve_landing_dir`), created on first use so that files can be dropped in."""
+    landing_dir = resolve_landing_dir(landing)
+    if landing_dir.exists() and not landing_dir.is_dir():
+        raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    return landing_dir
+
+
 @main.command()
 @click.option(
     "--landing", default=None, help=f"Landing folder (default: ${LANDING_DIR_ENV_VAR}, else {DEFAULT_LANDING_DIR})."
@@ -340,12 +351,8 @@ def resolve_landing_dir(landing: str | None) -> Path:
 @click.option("--db", default=None, help=f"DuckDB file (default: ${DUCKDB_PATH_ENV_VAR}, else {DEFAULT_DUCKDB_PATH}).")
 def ingest(landing: str | None, db: str | None) -> None:
     """Run ingest_job once on every file in the landing zone and print what happened to each."""
-    landing_dir = resolve_landing_dir(landing)
+    landing_dir = ready_landing_dir(landing)
     db_path = checked_db_path(db)
-    if landing_dir.exists() and not landing_dir.is_dir():
-        raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
-    # First use: the folder files are to be dropped into exists, even before any file arrives.
-    landing_dir.mkdir(parents=True, exist_ok=True)
     ensure_dagster_home()
 
     dg = _import_dagster_quietly()

@@ -56,13 +56,15 @@ def run_anomalens(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([anomalens, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(tmp_path, isolated_env):
+def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(tmp_path, isolated_env, monkeypatch):
     settings = write_settings(tmp_path / "settings.yaml", {"simulation": SMALL_SIMULATION})
     db = tmp_path / "shop.duckdb"
     args = ["run", "--days", "2", "--end-date", "2026-03-02", "--db", str(db), "--settings", str(settings)]
+    monkeypatch.setenv("ANOMALENS_LANDING_DIR", str(tmp_path / "landing"))
 
     first = run_anomalens(*args)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert (tmp_path / "landing").is_dir()  # ready for the store's own files
     snapshot = dump_store(db)
     second = run_anomalens(*args)
 

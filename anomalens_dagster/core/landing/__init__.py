@@ -11,6 +11,7 @@ object, nested (JSON Lines, Parquet struct) or as JSON text. The modules, in the
 - ``mapping``: the ``landing`` settings (column and value maps, time zone) and timestamps (ISO 8601
   with or without offset, epoch seconds or milliseconds);
 - ``readers``: files read as text rows with their line numbers, quarantine;
+- ``ids``: text ids (``WC-1001``, UUIDs) given stable integer ids, kept in ``ops.id_map``;
 - ``validation``: text rows into typed good rows, rejections and rows pending a reference;
 - ``writes``: good rows against the store (new, updated, identical, conflicting) and the writes;
 - ``delivery``: a delivery prepared in dependency order and written, one transaction per file;
