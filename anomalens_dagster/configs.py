@@ -158,7 +158,10 @@ class IngestConfig(dg.Config):
 
     files: list[str] = Field(
         default_factory=list,
-        description="File names inside the landing folder; empty ingests every file there (loaded content is skipped).",
+        description=(
+            "File names inside the landing folder; empty ingests every file there (each is a delivery: rows "
+            "already in the store count as already_loaded and change nothing)."
+        ),
     )
 
 

@@ -173,3 +173,16 @@ def test_a_store_of_its_own_files_in_its_own_words_lands_every_kind(duckdb_resou
     )
     assert log == [("orders-shop.csv", 5, 5, 0)]
     assert second.get_asset_check_evaluations()[0].passed and third.get_asset_check_evaluations()[0].passed
+
+
+def test_the_conservation_check_fails_when_a_delivery_loses_a_pending_row(duckdb_resource, db_path, tmp_path, settings):
+    landing_dir = tmp_path / "landing"
+    write_delivery(landing_dir)
+    assert ingest(duckdb_resource, landing_dir, settings).success
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute("DELETE FROM ops.pending_rows WHERE kind = 'orders'")  # its log line still counts it
+
+    result = check_ingest_conserves_rows(duckdb=duckdb_resource)
+
+    assert not result.passed
+    assert [row["file"] for row in result.metadata["not_conserved"].value] == ["orders-shop.csv"]
