@@ -168,22 +168,26 @@ def _first_difference(kind: str, rows: pd.DataFrame, stored: pd.DataFrame) -> pd
     theirs = stored.loc[rows["id"]].reset_index(drop=True)
     for column in COLUMNS_BY_KIND[kind][1:]:
         mine, held = rows[column.name].reset_index(drop=True), theirs[column.name]
-        same_value = _same_json if column.type == JSON_OBJECT else _same_scalar
-        same = [same_value(a, b) for a, b in zip(mine.astype("object"), held.astype("object"), strict=True)]
+        if column.type == JSON_OBJECT:
+            same = [_same_json(a, b) for a, b in zip(mine, held, strict=True)]
+        else:
+            # Object arrays compare element by element, None equal to None: one pass, no Python loop.
+            same = _as_objects(mine) == _as_objects(held)
         differing = differing.where(differing.notna() | np.asarray(same, dtype=bool), column.name)
     return differing
 
 
-def _same_scalar(mine: object, held: object) -> bool:
-    if pd.isna(mine) or pd.isna(held):
-        return bool(pd.isna(mine) and pd.isna(held))
-    return bool(mine == held)
+def _as_objects(values: pd.Series) -> np.ndarray:
+    """Values as Python objects, every kind of missing (NaN, NaT, NA) as None."""
+    objects = values.astype("object").to_numpy(copy=True)
+    objects[pd.isna(objects)] = None
+    return objects
 
 
 def _same_json(mine: object, held: object) -> bool:
     if pd.isna(mine) or pd.isna(held):
         return bool(pd.isna(mine) and pd.isna(held))
-    return json.loads(mine) == json.loads(held)
+    return mine == held or json.loads(mine) == json.loads(held)  # same text: no parse needed
 
 
 def empty_rejections() -> pd.DataFrame:
