@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from anomalens_dagster import constants as c
+from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
 from anomalens_dagster.core.simulator import SimulationSettings
 
 
@@ -163,8 +164,46 @@ class IngestConfig(dg.Config):
 
     files: list[str] = Field(
         default_factory=list,
-        description="File names inside the landing folder; empty ingests every file there (loaded content is skipped).",
+        description=(
+            "File names inside the landing folder; empty ingests every file there (each is a delivery: rows "
+            "already in the store count as already_loaded and change nothing)."
+        ),
     )
+
+
+class LandingKindConfig(dg.Config):
+    """How one kind of landing file names our columns and values."""
+
+    columns: dict[str, str] = Field(default_factory=dict, description="Their column name -> ours.")
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Per column (ours): their value -> ours (matched case-insensitively)."
+    )
+
+
+class LandingConfig(dg.Config):
+    """How the store's own files are read: column and value mappings per kind, time zone, pending age."""
+
+    timezone: str = Field(default="UTC", description="Time zone of timestamps written without an offset.")
+    pending_max_age_days: float = Field(
+        default=7.0, gt=0, description="Rows waiting longer than this for a reference (a customer) are rejected."
+    )
+    categories: LandingKindConfig | None = Field(default=None, description="Mapping of categories files.")
+    products: LandingKindConfig | None = Field(default=None, description="Mapping of products files.")
+    customers: LandingKindConfig | None = Field(default=None, description="Mapping of customers files.")
+    orders: LandingKindConfig | None = Field(default=None, description="Mapping of orders files.")
+    order_items: LandingKindConfig | None = Field(default=None, description="Mapping of order items files.")
+    user_activities: LandingKindConfig | None = Field(default=None, description="Mapping of user activities files.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mappings_name_known_kinds_keys_and_columns(cls, values: Any) -> Any:
+        # Config classes accept unknown nested keys silently: the core's reader of the section
+        # checks every level, so a typo (`colums`, `custmer_id`) fails naming it.
+        try:
+            LandingSettings.from_section(values)
+        except LandingSettingsError as error:
+            raise ValueError(str(error)) from error
+        return values
 
 
 class ClearAnomaliesConfig(dg.Config):
@@ -177,10 +216,12 @@ class ClearAnomaliesConfig(dg.Config):
 
 
 SIMULATION_SECTION = "simulation"
+LANDING_SECTION = "landing"
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     SIMULATION_SECTION: SimulationConfig,
     "training": TrainingConfig,
     "detection": DetectionConfig,
+    LANDING_SECTION: LandingConfig,
 }
 
 

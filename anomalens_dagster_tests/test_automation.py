@@ -35,6 +35,7 @@ from anomalens_dagster.jobs import ingest_job
 from anomalens_dagster.resources import LandingZone
 from anomalens_dagster.sensors import landing_zone_sensor, run_failure_log_sensor
 from anomalens_dagster.settings import SettingsFile
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 MODEL_KEYS = [model.key for model in model_assets]
 
@@ -170,7 +171,11 @@ def run_ingest_job(instance, duckdb_resource, landing_dir) -> dg.ExecuteInProces
         assets=[ingested_files],
         asset_checks=[check_ingest_conserves_rows],
         jobs=[ingest_job],
-        resources={"duckdb": duckdb_resource, "landing": LandingZone(directory=str(landing_dir))},
+        resources={
+            "duckdb": duckdb_resource,
+            "landing": LandingZone(directory=str(landing_dir)),
+            "settings": DEFAULT_SETTINGS,
+        },
     )
     return ingest_defs.resolve_job_def(ingest_job.name).execute_in_process(instance=instance)
 

@@ -56,13 +56,15 @@ def run_anomalens(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([anomalens, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(tmp_path, isolated_env):
+def test_run_twice_materialises_the_same_store_and_records_runs_in_the_instance(tmp_path, isolated_env, monkeypatch):
     settings = write_settings(tmp_path / "settings.yaml", {"simulation": SMALL_SIMULATION})
     db = tmp_path / "shop.duckdb"
     args = ["run", "--days", "2", "--end-date", "2026-03-02", "--db", str(db), "--settings", str(settings)]
+    monkeypatch.setenv("ANOMALENS_LANDING_DIR", str(tmp_path / "landing"))
 
     first = run_anomalens(*args)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert (tmp_path / "landing").is_dir()  # ready for the store's own files
     snapshot = dump_store(db)
     second = run_anomalens(*args)
 
@@ -118,18 +120,20 @@ def test_export_sample_then_ingest_prints_every_file_with_rows_in_loaded_rejecte
     assert [name.split("-")[0] for name in files] == ["order_items", "orders", "user_activities"]
     names = set(files)
 
-    # An empty store knows none of the sample's customers, products or orders: their rows are rejected
-    # (anonymous activities load), and none is lost.
+    # An empty store knows none of the sample's customers, products or orders: their rows wait for
+    # them (anonymous activities load), and none is lost. The landing folder is created on first use.
     ingested = run_anomalens("ingest", "--landing", str(landing), "--db", str(tmp_path / "shop.duckdb"))
+    first_use = run_anomalens("ingest", "--landing", str(tmp_path / "new"), "--db", str(tmp_path / "other.duckdb"))
 
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     lines = {
         fields[0]: fields for fields in map(str.split, ingested.stdout.splitlines()) if fields and fields[0] in names
     }
     assert set(lines) == names
-    for file, (_, rows_in, loaded, rejected, status) in lines.items():
-        assert int(rows_in) == int(loaded) + int(rejected) and int(rejected) > 0, file
+    for file, (_, rows_in, *outcomes, status) in lines.items():
+        assert int(rows_in) == sum(map(int, outcomes)) and int(outcomes[3]) > 0, file
         assert status == "loaded"
+    assert first_use.returncode == 0 and (tmp_path / "new").is_dir(), first_use.stdout + first_use.stderr
     with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as conn:
         logged = conn.execute("SELECT count(*) FROM ops.ingested_files").fetchone()[0]
     assert logged == len(files)

@@ -56,6 +56,15 @@ def resolve_landing_dir(landing: str | None) -> Path:
     return path
 
 
+def ready_landing_dir(landing: str | None) -> Path:
+    """The landing folder (see `resolve_landing_dir`), created on first use so that files can be dropped in."""
+    landing_dir = resolve_landing_dir(landing)
+    if landing_dir.exists() and not landing_dir.is_dir():
+        raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    return landing_dir
+
+
 def fail_unless_succeeded(result, what: str, hint: str = "") -> None:
     """Exit with the run id and its failed steps when an in-process run did not succeed."""
     if not result.success:

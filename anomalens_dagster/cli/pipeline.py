@@ -23,8 +23,8 @@ from anomalens_dagster.cli.common import (
     fail_unless_succeeded,
     import_dagster_quietly,
     load_settings_option,
+    ready_landing_dir,
     resolve_db_path,
-    resolve_landing_dir,
     run_config_for,
 )
 from anomalens_dagster.cli.queries import (
@@ -43,8 +43,10 @@ from anomalens_dagster.constants import (
     DETECTOR_NAMES,
     ENTITY_TYPES,
     FEATURES_GROUP,
+    LANDING_DIR_ENV_VAR,
     PARTITIONS_START_DATE,
     REPORTS_GROUP,
+    SETTINGS_ENV_VAR,
 )
 from anomalens_dagster.instance import ensure_dagster_home
 
@@ -194,6 +196,8 @@ def run(
             "files with `anomalens ingest --detect`, or choose the days with --end-date and --days."
         )
     home = ensure_dagster_home()
+    # After `make demo`, the folder for the store's own files is there (not exported: only `ingest` chooses it).
+    Path(os.environ.get(LANDING_DIR_ENV_VAR) or DEFAULT_LANDING_DIR).mkdir(parents=True, exist_ok=True)
     ending = "" if end_date else ", ending yesterday UTC"
     click.echo(f"AnomaLens: {first} .. {last} ({days} days{ending}) into {db_path}")
     click.echo(f"Dagster instance: {home} (runs show in `make dev`)")
@@ -229,10 +233,10 @@ def ingest(landing: str | None, db: str | None, settings_file: str | None, detec
     whose features look ahead into them), training first the detectors that have no model yet.
     """
     settings = load_settings_option(settings_file)
-    landing_dir = resolve_landing_dir(landing)
+    if settings_file:  # its `landing` mapping reaches the ingest through the settings resource
+        os.environ[SETTINGS_ENV_VAR] = str(Path(settings_file).resolve())
+    landing_dir = ready_landing_dir(landing)
     db_path = checked_db_path(db)
-    if not landing_dir.is_dir():
-        raise click.BadParameter(f"{landing_dir} is not a folder", param_hint="--landing")
     ensure_dagster_home()
 
     dg = import_dagster_quietly()
@@ -256,7 +260,10 @@ def ingest(landing: str | None, db: str | None, settings_file: str | None, detec
     else:
         with pd.option_context("display.max_colwidth", 80, "display.width", 250):
             click.echo(
-                files[["file", "rows_in", "rows_loaded", "rows_rejected", "status", "reason"]].to_string(index=False)
+                files[
+                    ["file", "rows_in", "rows_loaded", "rows_updated", "rows_already_loaded", "rows_pending"]
+                    + ["rows_rejected", "status", "reason"]
+                ].to_string(index=False)
             )
     if not detect:
         return
