@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.daily import replace_day_by_day
+from anomalens_dagster.assets.daily import describe_window, replace_days_in_groups
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.configs import ClearAnomaliesConfig
@@ -45,7 +45,7 @@ from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, load_feature_sample
 from anomalens_dagster.core.warehouse import replace_table, table_exists, transaction
-from anomalens_dagster.partitions import daily_partitions
+from anomalens_dagster.partitions import daily_partitions, days_in_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
@@ -106,20 +106,20 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
         totals: dict[str, list[int]] = {}
 
-        def score_day(features: pd.DataFrame, day: date) -> list[pd.DataFrame]:
+        def score_days(features: pd.DataFrame, start: datetime, end: datetime) -> list[pd.DataFrame]:
             scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
             _tally(totals, scores)
-            context.log.info(f"scored {len(features)} {entity.entity_type} rows of {day}")
+            context.log.info(f"scored {len(features)} {entity.entity_type} rows of {describe_window(start, end)}")
             return [scores]
 
-        _, metadata = replace_day_by_day(
+        _, metadata = replace_days_in_groups(
             context,
             duckdb,
             DETECTIONS_SCHEMA,
             table,
             entity.time_column,
-            read=lambda conn, day_start, day_end: load_feature_sample(conn, entity, day_start, day_end).frame,
-            compute=score_day,
+            read=lambda conn, start, end: load_feature_sample(conn, entity, start, end).frame,
+            compute=score_days,
         )
         metadata.update(_detection_metadata(totals))
         metadata["model_versions"] = dg.MetadataValue.json({name: m.version for name, m in models.items()})
@@ -176,29 +176,36 @@ def _models_that_scored(
 
 @dataclass(frozen=True)
 class _ScoredEntities:
-    """What a day's anomaly records of one entity type are built from."""
+    """What the anomaly records of one entity type on one day are built from."""
 
     entity_type: str
+    day: date
     scores: pd.DataFrame
     facts: pd.DataFrame
     models: dict[str, ScoringModel]
 
 
 def _read_scored_entities(
-    conn: duckdb.DuckDBPyConnection, day_start: datetime, day_end: datetime, loaded: LoadedModels
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, loaded: LoadedModels
 ) -> list[_ScoredEntities]:
-    """The scores, facts and scoring models of each entity type on the day [day_start, day_end)."""
-    window = {"start": day_start, "end": day_end}
+    """The scores, facts and scoring models of each entity type, day by day in [start, end).
+
+    Day by day, because the days of a group may have been scored by different model versions.
+    """
     scored = []
-    for entity_type, table in SCORES_TABLES.items():
-        entity = ENTITY_FEATURES[entity_type]
-        scores = conn.execute(
-            f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
-            f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
-            window,
-        ).df()
-        facts = conn.execute(FACTS_SQL[entity_type], window).df()
-        scored.append(_ScoredEntities(entity_type, scores, facts, _models_that_scored(conn, entity, scores, loaded)))
+    for day in days_in_window(start, end):
+        day_start = datetime.combine(day, datetime.min.time())
+        window = {"start": day_start, "end": day_start + timedelta(days=1)}
+        for entity_type, table in SCORES_TABLES.items():
+            entity = ENTITY_FEATURES[entity_type]
+            scores = conn.execute(
+                f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
+                f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
+                window,
+            ).df()
+            facts = conn.execute(FACTS_SQL[entity_type], window).df()
+            models = _models_that_scored(conn, entity, scores, loaded)
+            scored.append(_ScoredEntities(entity_type, day, scores, facts, models))
     return scored
 
 
@@ -233,25 +240,25 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
     by_severity = dict.fromkeys(SEVERITIES, 0)
 
-    def records_of_day(scored_entities: list[_ScoredEntities], day: date) -> list[pd.DataFrame]:
+    def records_of_days(scored_entities: list[_ScoredEntities], _start: datetime, _end: datetime) -> list[pd.DataFrame]:
         frames = []
         for scored in scored_entities:
             records = _anomaly_records(scored, detected_at)
             for (detector, level), count in records.groupby(["detector_name", "severity"]).size().items():
                 by_detector[detector] += count
                 by_severity[level] += count
-            context.log.info(f"{len(records)} anomaly records for {scored.entity_type} rows of {day}")
+            context.log.info(f"{len(records)} anomaly records for {scored.entity_type} rows of {scored.day}")
             frames.append(records)
         return frames
 
-    _, metadata = replace_day_by_day(
+    _, metadata = replace_days_in_groups(
         context,
         duckdb,
         DETECTIONS_SCHEMA,
         ANOMALIES,
         "event_timestamp",
-        read=lambda conn, day_start, day_end: _read_scored_entities(conn, day_start, day_end, loaded),
-        compute=records_of_day,
+        read=lambda conn, start, end: _read_scored_entities(conn, start, end, loaded),
+        compute=records_of_days,
     )
     metadata.update({f"anomalies/{name}": count for name, count in by_detector.items()})
     metadata.update({f"severity/{level}": count for level, count in by_severity.items()})

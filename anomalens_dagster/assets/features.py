@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.daily import replace_day_by_day
+from anomalens_dagster.assets.daily import replace_days_in_groups
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     DUCKDB_POOL,
@@ -40,15 +40,15 @@ def _materialize_features(
     time_column: str,
     compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
 ) -> dg.MaterializeResult:
-    """Replace the feature rows of each day of the run; a day's features are SQL window queries, read per day."""
-    _, metadata = replace_day_by_day(
+    """Replace the feature rows of the run's days, a few days at a time; features are SQL window queries, read."""
+    _, metadata = replace_days_in_groups(
         context,
         duckdb,
         FEATURES_SCHEMA,
         table,
         time_column,
-        read=lambda conn, day_start, day_end: list(compute(conn, day_start, day_end)),
-        compute=lambda frames, _day: frames,
+        read=lambda conn, start, end: list(compute(conn, start, end)),
+        compute=lambda frames, _start, _end: frames,
     )
     return dg.MaterializeResult(metadata=metadata)
 

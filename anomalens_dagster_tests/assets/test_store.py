@@ -106,7 +106,7 @@ def day_contents(db_path, day: str) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.parametrize("broken_table", ["orders", "user_activities", "simulation_labels"])
-def test_a_range_write_that_fails_on_its_last_day_leaves_that_day_as_it_was_and_the_days_before_whole(
+def test_a_range_write_that_fails_in_its_last_group_of_days_leaves_it_as_it_was_and_earlier_days_whole(
     duckdb_resource, db_path, tmp_path, small_simulation, broken_table, monkeypatch
 ):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
@@ -115,14 +115,15 @@ def test_a_range_write_that_fails_on_its_last_day_leaves_that_day_as_it_was_and_
     materialize_store(rebuilt, {**small_simulation, "seed": 99}, partition_key=DAYS[0])
     first_day_rebuilt = day_contents(rebuilt.database, DAYS[0])
 
-    def last_day_broken(settings, day, catalog):
-        simulated = simulator.simulate_day(settings, day, catalog)
-        if day.isoformat() != DAYS[-1]:
-            return simulated
-        frame = getattr(simulated, broken_table)
-        return replace(simulated, **{broken_table: frame.drop(columns=[frame.columns[-1]])})  # its INSERT fails
+    def last_day_broken(settings, days, catalog):
+        for batch in simulator.simulate_days(settings, days, catalog):
+            if batch.orders["created_at"].max().date().isoformat() == DAYS[-1]:
+                frame = getattr(batch, broken_table)
+                batch = replace(batch, **{broken_table: frame.drop(columns=[frame.columns[-1]])})  # its INSERT fails
+            yield batch
 
-    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_day", last_day_broken)
+    monkeypatch.setattr("anomalens_dagster.assets.store.EVENTS_PER_WRITE", 1)  # one day per write
+    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_days", last_day_broken)
     result = materialize_store(duckdb_resource, {**small_simulation, "seed": 99}, tags=RANGE_TAGS, raise_on_error=False)
 
     assert not result.success
