@@ -1,11 +1,12 @@
 """Derived tables replaced a few days at a time, holding the DuckDB file only for short reads and writes.
 
 DuckDB lets one process at a time open a file for writing, and while it is open no other process
-can read it (not even read-only). A run over many days therefore never keeps its connection across
-the range: for each group of a few days it opens the file, reads the group's inputs, closes it,
-computes with the file free, then opens it again to replace those days in one transaction. A
-reader (the command line, a notebook) gets in between, and a run that fails leaves every day
-either whole or untouched.
+can read it (not even read-only); read-only connections of several processes share it. A run over
+many days therefore never keeps a write connection across the range: for each group of a few
+days it reads the group's inputs through a read-only connection (other readers read alongside),
+computes with the file closed, then opens it for writing only to replace those days in one
+transaction. A reader (the command line, a notebook) waits at most for one such write, and a run
+that fails leaves every day either whole or untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.constants import ORDERS, STORE_SCHEMA, USER_ACTIVITIES
-from anomalens_dagster.core.warehouse import ensure_store_tables, replace_window
+from anomalens_dagster.core.warehouse import replace_window
 from anomalens_dagster.partitions import days_in_window, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
@@ -74,8 +75,10 @@ def describe_window(start: datetime, end: datetime) -> str:
 
 def write_windows(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """The windows, each of whole days, in which a derived table over [start, end) is read and replaced."""
-    ensure_store_tables(conn)
-    events = dict(conn.execute(EVENTS_PER_DAY_SQL, {"start": start, "end": end}).fetchall())
+    try:
+        events = dict(conn.execute(EVENTS_PER_DAY_SQL, {"start": start, "end": end}).fetchall())
+    except duckdb.CatalogException:
+        events = {}  # no store tables yet: the reads will say what is missing
     return [group_window(group) for group in group_days(days_in_window(start, end), events, EVENTS_PER_WRITE)]
 
 
@@ -90,19 +93,19 @@ def replace_days_in_groups(
 ) -> tuple[int, dict[str, Any]]:
     """Replace `schema.table` over the run's partitions a few days at a time; the rows written and the metadata.
 
-    `read(conn, start, end)` gets the inputs of a group of days with the file open (SQL that
-    computes, such as window queries, counts as reading: it scales with the group);
+    `read(conn, start, end)` gets the inputs of a group of days through a read-only connection
+    (SQL that computes, such as window queries, counts as reading: it scales with the group);
     `compute(inputs, start, end)` turns them into the group's rows with the file closed. Each group
     is replaced in its own transaction.
     """
     start, end = naive_utc_window(context)
-    with duckdb_resource.get_connection() as conn:
+    with duckdb_resource.read_connection() as conn:
         windows = write_windows(conn, start, end)
     if not windows:
         raise ValueError(f"the run's partition window [{start}, {end}) holds no whole day to write to {schema}.{table}")
     rows, preview = 0, None
     for window_start, window_end in windows:
-        with duckdb_resource.get_connection() as conn:
+        with duckdb_resource.read_connection() as conn:
             inputs = read(conn, window_start, window_end)
         frames = compute(inputs, window_start, window_end)
         with duckdb_resource.get_connection() as conn:
@@ -110,5 +113,5 @@ def replace_days_in_groups(
         rows += written
         preview = first if preview is None else preview
     context.log.info(f"wrote {rows} rows for {describe_window(start, end)} to {schema}.{table}")
-    with duckdb_resource.get_connection() as conn:
+    with duckdb_resource.read_connection() as conn:
         return rows, table_metadata(conn, schema, table, preview, rows, context.partition_keys)

@@ -101,7 +101,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             models = load_scoring_models(conn, entity)
         context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
         totals: dict[str, list[int]] = {}
@@ -277,7 +277,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     pool=DUCKDB_POOL,
 )
 def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         inputs = _consolidation_inputs(conn)
     consolidated = _consolidated(*inputs)
     with duckdb.get_connection() as conn:

@@ -104,7 +104,7 @@ def _non_finite_check(table: str, columns: Sequence[str]) -> dg.AssetChecksDefin
             f"count(*) FILTER (WHERE {column} IS NULL OR NOT isfinite(CAST({column} AS DOUBLE))) AS {column}"
             for column in columns
         )
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table}").fetchone()
         bad = {column: int(count) for column, count in zip(columns, row, strict=True) if count}
         return dg.AssetCheckResult(
@@ -129,7 +129,7 @@ def _one_row_per_source_row_check(
         blocking=True,
     )
     def check_one_row_per_source_row(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             missing, extra, duplicated = conn.execute(
                 f"""WITH featured_days AS (
                         SELECT DISTINCT CAST({time_column} AS DATE) AS day FROM {FEATURES_SCHEMA}.{table}),

@@ -69,7 +69,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def model(context: dg.AssetExecutionContext, config: ModelConfig, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             training = load_training_frame(
                 conn, entity, config.training.training_days, config.training.max_training_rows, config.training.seed
             )
@@ -97,7 +97,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def check_model_is_sane(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             fitted, record = load_model(conn, detector, entity_type)
             sample = load_feature_sample(
                 conn, entity, record.training_start, record.training_end, CHECK_SAMPLE_ROWS, seed=0

@@ -161,7 +161,7 @@ def simulated_store_days(
         labels.extend(batch.simulation_labels for batch in batches)
     if first_day is None:
         raise ValueError(f"the run's partition window [{start}, {end}) holds no whole day to simulate")
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         metadata_by_table = {
             table: table_metadata(conn, STORE_SCHEMA, table, getattr(first_day, table), rows, context.partition_keys)
             for table, rows in written.items()
