@@ -13,6 +13,7 @@ from anomalens_dagster.constants import ANOMALY_KIND_BURST
 from anomalens_dagster.core import simulator
 from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
+from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 
 
 def table_contents(db_path, table: str) -> list[tuple]:
@@ -105,15 +106,20 @@ def day_contents(db_path, day: str) -> dict[str, list[tuple]]:
         }
 
 
+@pytest.fixture(scope="module")
+def first_day_with_seed_99(tmp_path_factory) -> dict[str, list[tuple]]:
+    """The rows of the first day simulated alone with seed 99."""
+    rebuilt = AnomaLensDuckDB(database=str(tmp_path_factory.mktemp("seed_99") / "anomalens.duckdb"))
+    materialize_store(rebuilt, {**SMALL_SIMULATION, "seed": 99}, partition_key=DAYS[0])
+    return day_contents(rebuilt.database, DAYS[0])
+
+
 @pytest.mark.parametrize("broken_table", ["orders", "user_activities", "simulation_labels"])
 def test_a_range_write_that_fails_in_its_last_group_of_days_leaves_it_as_it_was_and_earlier_days_whole(
-    duckdb_resource, db_path, tmp_path, small_simulation, broken_table, monkeypatch
+    duckdb_resource, db_path, small_simulation, first_day_with_seed_99, broken_table, monkeypatch
 ):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
     last_day_before = day_contents(db_path, DAYS[-1])
-    rebuilt = AnomaLensDuckDB(database=str(tmp_path / "rebuilt.duckdb"))
-    materialize_store(rebuilt, {**small_simulation, "seed": 99}, partition_key=DAYS[0])
-    first_day_rebuilt = day_contents(rebuilt.database, DAYS[0])
 
     def last_day_broken(settings, days, catalog):
         for batch in simulator.simulate_days(settings, days, catalog):
@@ -128,4 +134,4 @@ def test_a_range_write_that_fails_in_its_last_group_of_days_leaves_it_as_it_was_
 
     assert not result.success
     assert day_contents(db_path, DAYS[-1]) == last_day_before
-    assert day_contents(db_path, DAYS[0]) == first_day_rebuilt
+    assert day_contents(db_path, DAYS[0]) == first_day_with_seed_99
