@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="Seconds between two reads.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # each reader's first wait only, not every poll
     with tempfile.TemporaryDirectory() as scratch:
         database = Path(scratch) / "anomalens.duckdb"
         log = Path(scratch) / "run.log"
