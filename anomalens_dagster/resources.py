@@ -68,9 +68,13 @@ class AnomaLensDuckDB(DuckDBResource):
     def read_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection, retried (bounded, logged) while another process writes the file."""
         if self.database == ":memory:":
-            with self.get_connection() as conn:  # an in-memory database is private: nothing to share
+            with self.get_connection() as conn:  # private to this process: nothing to share
                 yield conn
             return
+        if not Path(self.database).exists():
+            # Created empty, as a writer would, so that reading it says which table is missing.
+            with self.get_connection():
+                pass
         conn = self._connect_when_unlocked(read_only=True)
         try:
             yield conn

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.daily import replace_day_by_day
+from anomalens_dagster.assets.daily import describe_window, replace_days_in_groups
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
@@ -47,7 +47,7 @@ from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows, scores_dtypes
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, TrainingFrame, load_feature_sample
 from anomalens_dagster.core.warehouse import replace_table, table_exists, table_shape_version, transaction
-from anomalens_dagster.partitions import daily_partitions
+from anomalens_dagster.partitions import daily_partitions, days_in_window
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
@@ -80,17 +80,18 @@ def _tally(totals: dict[str, list[int]], scores: pd.DataFrame) -> None:
         tally[1] += len(flags)
 
 
-def _complete_features(sample: TrainingFrame, entity: EntityFeatures, day: date) -> pd.DataFrame:
-    """The day's feature rows, or a failure naming the rebuild when some miss a detector feature.
+def _complete_features(sample: TrainingFrame, entity: EntityFeatures) -> pd.DataFrame:
+    """The feature rows of the sample's days, or a failure naming the rebuild when some miss a detector feature.
 
     Such rows were stored before the column was added and not rebuilt since: scoring only the
     complete rows would silently leave entities unscored, and scoring NULLs gives meaningless scores.
     """
     if sample.rows_missing_features:
+        first, last = sample.start.date(), (sample.end - timedelta(days=1)).date()
         raise dg.Failure(
-            f"{sample.rows_missing_features} {entity.entity_type} rows of {day} in {entity.qualified_table} miss "
-            f"a detector feature (written before the column was added): run `anomalens rebuild {entity.table} "
-            f"--from {day} --to {day}`, then score the day again"
+            f"{sample.rows_missing_features} {entity.entity_type} rows of {describe_window(sample.start, sample.end)} "
+            f"in {entity.qualified_table} miss a detector feature (written before the column was added): run "
+            f"`anomalens rebuild {entity.table} --from {first} --to {last}`, then score the days again"
         )
     return sample.frame
 
@@ -126,26 +127,26 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         automation_condition=scores_refresh,
     )
     def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             models = load_scoring_models(conn, entity)
         context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
         totals: dict[str, list[int]] = {}
 
-        def score_day(sample: TrainingFrame, day: date) -> list[pd.DataFrame]:
-            features = _complete_features(sample, entity, day)
+        def score_days(sample: TrainingFrame, start: datetime, end: datetime) -> list[pd.DataFrame]:
+            features = _complete_features(sample, entity)
             scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
             _tally(totals, scores)
-            context.log.info(f"scored {len(features)} {entity.entity_type} rows of {day}")
+            context.log.info(f"scored {len(features)} {entity.entity_type} rows of {describe_window(start, end)}")
             return [scores]
 
-        _, metadata = replace_day_by_day(
+        _, metadata = replace_days_in_groups(
             context,
             duckdb,
             DETECTIONS_SCHEMA,
             table,
             entity.time_column,
-            read=lambda conn, day_start, day_end: load_feature_sample(conn, entity, day_start, day_end),
-            compute=score_day,
+            read=lambda conn, start, end: load_feature_sample(conn, entity, start, end),
+            compute=score_days,
             sources=[(entity.qualified_table, entity.time_column)],
         )
         metadata.update(_detection_metadata(totals))
@@ -203,31 +204,39 @@ def _models_that_scored(
 
 @dataclass(frozen=True)
 class _ScoredEntities:
-    """What a day's anomaly records of one entity type are built from."""
+    """What the anomaly records of one entity type on one day are built from."""
 
     entity_type: str
+    day: date
     scores: pd.DataFrame
     facts: pd.DataFrame
     models: dict[str, ScoringModel]
 
 
 def _read_scored_entities(
-    conn: duckdb.DuckDBPyConnection, day_start: datetime, day_end: datetime, loaded: LoadedModels
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, loaded: LoadedModels
 ) -> list[_ScoredEntities]:
-    """The scores, facts and scoring models of each entity type on the day [day_start, day_end)."""
-    window = {"start": day_start, "end": day_end}
+    """The scores, facts and scoring models of each entity type, day by day in [start, end).
+
+    Day by day, because the days of a group may have been scored by different model versions. An
+    entity type never scored (a store with activities and no orders yet) has no scores table: skipped.
+    """
     scored = []
-    for entity_type, table in SCORES_TABLES.items():
-        if not table_exists(conn, table, DETECTIONS_SCHEMA):
-            continue  # no row of this entity type was ever scored (a store with activities and no orders yet)
-        entity = ENTITY_FEATURES[entity_type]
-        scores = conn.execute(
-            f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
-            f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
-            window,
-        ).df()
-        facts = conn.execute(FACTS_SQL[entity_type], window).df()
-        scored.append(_ScoredEntities(entity_type, scores, facts, _models_that_scored(conn, entity, scores, loaded)))
+    for day in days_in_window(start, end):
+        day_start = datetime.combine(day, datetime.min.time())
+        window = {"start": day_start, "end": day_start + timedelta(days=1)}
+        for entity_type, table in SCORES_TABLES.items():
+            if not table_exists(conn, table, DETECTIONS_SCHEMA):
+                continue
+            entity = ENTITY_FEATURES[entity_type]
+            scores = conn.execute(
+                f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
+                f"WHERE {entity.time_column} >= $start AND {entity.time_column} < $end",
+                window,
+            ).df()
+            facts = conn.execute(FACTS_SQL[entity_type], window).df()
+            models = _models_that_scored(conn, entity, scores, loaded)
+            scored.append(_ScoredEntities(entity_type, day, scores, facts, models))
     return scored
 
 
@@ -264,25 +273,25 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
     by_severity = dict.fromkeys(SEVERITIES, 0)
 
-    def records_of_day(scored_entities: list[_ScoredEntities], day: date) -> list[pd.DataFrame]:
+    def records_of_days(scored_entities: list[_ScoredEntities], _start: datetime, _end: datetime) -> list[pd.DataFrame]:
         frames = []
         for scored in scored_entities:
             records = _anomaly_records(scored, detected_at)
             for (detector, level), count in records.groupby(["detector_name", "severity"]).size().items():
                 by_detector[detector] += count
                 by_severity[level] += count
-            context.log.info(f"{len(records)} anomaly records for {scored.entity_type} rows of {day}")
+            context.log.info(f"{len(records)} anomaly records for {scored.entity_type} rows of {scored.day}")
             frames.append(records)
         return frames
 
-    _, metadata = replace_day_by_day(
+    _, metadata = replace_days_in_groups(
         context,
         duckdb,
         DETECTIONS_SCHEMA,
         ANOMALIES,
         "event_timestamp",
-        read=lambda conn, day_start, day_end: _read_scored_entities(conn, day_start, day_end, loaded),
-        compute=records_of_day,
+        read=lambda conn, start, end: _read_scored_entities(conn, start, end, loaded),
+        compute=records_of_days,
         sources=SCORES_BY_TIME_COLUMN,
     )
     metadata.update({f"anomalies/{name}": count for name, count in by_detector.items()})
@@ -303,7 +312,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     automation_condition=detection_summary_refresh,
 )
 def consolidated_anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         inputs = _consolidation_inputs(conn)
     consolidated = _consolidated(*inputs)
     with duckdb.get_connection() as conn:

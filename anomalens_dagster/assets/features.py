@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.assets.daily import replace_day_by_day
+from anomalens_dagster.assets.daily import replace_days_in_groups
 from anomalens_dagster.automation import features_refresh
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
@@ -47,16 +47,16 @@ def _materialize_features(
     compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
     source: str,
 ) -> dg.MaterializeResult:
-    """Replace the feature rows of each day of the run; `source` is the store table (same time column)
-    each feature row stands for. A day's features are SQL window queries, read per day."""
-    _, metadata = replace_day_by_day(
+    """Replace the feature rows of the run's days, a few days at a time; `source` is the store table
+    (same time column) each feature row stands for. Features are SQL window queries: reads."""
+    _, metadata = replace_days_in_groups(
         context,
         duckdb,
         FEATURES_SCHEMA,
         table,
         time_column,
-        read=lambda conn, day_start, day_end: list(compute(conn, day_start, day_end)),
-        compute=lambda frames, _day: frames,
+        read=lambda conn, start, end: list(compute(conn, start, end)),
+        compute=lambda frames, _start, _end: frames,
         sources=[(f"{STORE_SCHEMA}.{source}", time_column)],
     )
     return dg.MaterializeResult(metadata=metadata)
@@ -128,7 +128,7 @@ def _non_finite_check(table: str, time_column: str, columns: Sequence[str]) -> d
             for column in columns
         )
         where, window = _window_filter(context, time_column)
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             row = conn.execute(f"SELECT {counts} FROM {FEATURES_SCHEMA}.{table} WHERE {where}", window).fetchone()
         missing = {column: int(count) for column, count in zip(columns, row[0::2], strict=True) if count}
         bad = {column: int(count) for column, count in zip(columns, row[1::2], strict=True) if count}
@@ -173,7 +173,7 @@ def _one_row_per_source_row_check(
     ) -> dg.AssetCheckResult:
         where, window = _window_filter(context, time_column)
         source_where, _ = _window_filter(context, source_time_column)
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             missing, extra, duplicated = conn.execute(
                 f"""WITH featured_days AS (
                         SELECT DISTINCT CAST({time_column} AS DATE) AS day FROM {FEATURES_SCHEMA}.{table} WHERE {where}),

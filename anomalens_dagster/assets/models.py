@@ -91,7 +91,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         # The run config's `training` / `detection` values over the settings file's over the defaults.
         effective = settings.resolve(config)
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             training = load_training_frame(
                 conn,
                 entity,
@@ -129,7 +129,7 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def check_model_is_sane(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
+        with duckdb.read_connection() as conn:
             fitted, record = load_model(conn, detector, entity_type)
             sample = load_feature_sample(
                 conn, entity, record.training_start, record.training_end, CHECK_SAMPLE_ROWS, seed=0

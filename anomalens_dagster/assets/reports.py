@@ -62,7 +62,7 @@ def replace_report_table(
     duckdb: AnomaLensDuckDB, table: str, summarise: Callable[[DuckDBPyConnection], pd.DataFrame]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Summarise the warehouse in SQL, then replace `detections.<table>` with the result; the frame and its metadata."""
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         frame = summarise(conn)
     return frame, write_report_table(duckdb, table, frame)
 
@@ -87,7 +87,7 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
     automation_condition=detection_summary_refresh,
 )
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
     evaluation = evaluate_detections(scores, labels)
     metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
@@ -175,7 +175,7 @@ def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     automation_condition=detection_summary_refresh,
 )
 def anomaly_report(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         inputs = load_report_inputs(conn)
     path = write_report(
         render_anomaly_report(inputs, "AnomaLens anomaly report", datetime.now(UTC)), report_path(duckdb.database)

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from anomalens_dagster.assets.daily import day_window
+from anomalens_dagster.assets.daily import EVENTS_PER_WRITE, describe_window, group_days, group_window
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.configs import SIMULATION_SECTION, SimulationConfig
 from anomalens_dagster.constants import (
@@ -28,7 +28,7 @@ from anomalens_dagster.core.simulator import (
     SimulatedDay,
     day_id_base,
     simulate_catalog,
-    simulate_day,
+    simulate_days,
 )
 from anomalens_dagster.core.warehouse import (
     ensure_store_tables,
@@ -123,44 +123,49 @@ def simulated_store_days(
 ) -> Iterator[dg.MaterializeResult]:
     """Simulate each day of the run's partitions and replace its simulated rows atomically.
 
-    One run may cover a range of days (single-run backfills); each day is written in its own short
-    transaction, so readers get in between days and a failed run leaves whole days only. Rows
-    loaded from landing files are never touched.
+    One run may cover a range of days (single-run backfills); they are written a few days at a time,
+    each group in its own short transaction, so readers get in between and a failed run leaves
+    whole days only. Rows loaded from landing files are never touched.
     """
     start, end = naive_utc_window(context)
     simulation = settings.resolve(config, SIMULATION_SECTION).to_settings()
     catalog = simulate_catalog(simulation)
+    days = days_in_window(start, end)
+    groups = group_days(
+        days, dict.fromkeys(days, simulation.activities_per_day + simulation.orders_per_day), EVENTS_PER_WRITE
+    )
     written = dict.fromkeys(DAY_TABLES, 0)
     first_day: SimulatedDay | None = None  # previews each table in the UI
     labels: list[pd.DataFrame] = []  # of every day, counted by kind
 
-    def simulated_days() -> Iterator[tuple[date, SimulatedDay]]:
-        for day in days_in_window(start, end):
-            yield day, simulate_day(simulation, day, catalog)
+    def simulated_groups() -> Iterator[tuple[list[date], list[SimulatedDay]]]:
+        for group in groups:
+            yield group, list(simulate_days(simulation, group, catalog))
 
-    # The next day is simulated while this one is written.
-    for day, simulated in read_ahead(simulated_days()):
-        day_start, day_end = day_window(day)
+    # The next group is simulated while this one is written.
+    for group, batches in read_ahead(simulated_groups()):
+        group_start, group_end = group_window(group)
         with duckdb.get_connection() as conn:
-            day_written = replace_simulated_days(
+            group_written = replace_simulated_days(
                 conn,
-                day_start,
-                day_end,
-                label_id_range=(day_id_base(day) + 1, day_id_base(day + timedelta(days=1))),
-                days=[simulated],
+                group_start,
+                group_end,
+                label_id_range=(day_id_base(group[0]) + 1, day_id_base(group[-1] + timedelta(days=1))),
+                days=batches,
                 detail_keys_by_action=DETAIL_KEYS_BY_ACTION,
             )
         context.log.info(
-            f"simulated {len(simulated.user_activities)} activities and {len(simulated.orders)} orders of {day}"
+            f"simulated {group_written[USER_ACTIVITIES]} activities and {group_written[ORDERS]} orders of "
+            f"{describe_window(group_start, group_end)}"
         )
-        for table, rows in day_written.items():
+        for table, rows in group_written.items():
             written[table] += rows
         if first_day is None:
-            first_day = simulated
-        labels.append(simulated.simulation_labels)
+            first_day = batches[0]
+        labels.extend(batch.simulation_labels for batch in batches)
     if first_day is None:
         raise ValueError(f"the run's partition window [{start}, {end}) holds no whole day to simulate")
-    with duckdb.get_connection() as conn:
+    with duckdb.read_connection() as conn:
         metadata_by_table = {
             table: table_metadata(conn, STORE_SCHEMA, table, getattr(first_day, table), rows, context.partition_keys)
             for table, rows in written.items()

@@ -1,4 +1,11 @@
-"""Fixtures of the asset tests: a simulated store, its features and trained models in tmp DuckDB."""
+"""Fixtures of the asset tests: a simulated store, its features and trained models in tmp DuckDB.
+
+Building a store and training its eight models takes seconds, so each is built once per session
+in a file of its own, and every test gets a fresh copy of that file in its tmp_path.
+"""
+
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -6,7 +13,8 @@ import pytest
 from anomalens_dagster.assets.features import activity_features, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
-from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
+from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS, SMALL_SIMULATION
 
 DAYS = ("2026-03-01", "2026-03-02")
 RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]}
@@ -27,14 +35,23 @@ def materialize_store(duckdb_resource, simulation: dict, **kwargs) -> dg.Execute
     )
 
 
-@pytest.fixture
-def store_with_features(duckdb_resource, small_simulation):
-    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+@pytest.fixture(scope="session")
+def store_with_features_file(tmp_path_factory) -> Path:
+    """A two-day simulated store with its features, built once per session (copy it, never change it)."""
+    path = tmp_path_factory.mktemp("store_with_features") / "anomalens.duckdb"
+    resource = AnomaLensDuckDB(database=str(path))
+    materialize_store(resource, dict(SMALL_SIMULATION), tags=RANGE_TAGS)
     dg.materialize(
         [activity_features, order_features],
-        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
+        resources={"duckdb": resource, "settings": DEFAULT_SETTINGS},
         tags=RANGE_TAGS,
     )
+    return path
+
+
+@pytest.fixture
+def store_with_features(store_with_features_file, duckdb_resource, db_path):
+    shutil.copyfile(store_with_features_file, db_path)
     return duckdb_resource
 
 
@@ -54,7 +71,16 @@ def train_all(duckdb_resource) -> dg.ExecuteInProcessResult:
     )
 
 
+@pytest.fixture(scope="session")
+def trained_store_file(store_with_features_file, tmp_path_factory) -> Path:
+    """`store_with_features_file` with its eight models trained, built once per session."""
+    path = tmp_path_factory.mktemp("trained_store") / "anomalens.duckdb"
+    shutil.copyfile(store_with_features_file, path)
+    train_all(AnomaLensDuckDB(database=str(path)))
+    return path
+
+
 @pytest.fixture
-def trained_store(store_with_features):
-    train_all(store_with_features)
-    return store_with_features
+def trained_store(trained_store_file, duckdb_resource, db_path):
+    shutil.copyfile(trained_store_file, db_path)
+    return duckdb_resource

@@ -1,5 +1,8 @@
 """Report assets and the clear-anomalies job, through Dagster, after real training and scoring."""
 
+import shutil
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import pytest
@@ -15,14 +18,25 @@ from anomalens_dagster.assets.reports import (
 )
 from anomalens_dagster.core.evaluation import NOT_EVALUATED
 from anomalens_dagster.jobs import clear_anomalies_job
+from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
 
 
+@pytest.fixture(scope="module")
+def detected_store_file(trained_store_file, tmp_path_factory) -> Path:
+    """The trained store scored, with its anomaly records, consolidation and evaluation, built once."""
+    path = tmp_path_factory.mktemp("detected_store") / "anomalens.duckdb"
+    shutil.copyfile(trained_store_file, path)
+    resources = {"duckdb": AnomaLensDuckDB(database=str(path))}
+    dg.materialize([activity_scores, order_scores, anomalies], resources=resources, tags=RANGE_TAGS)
+    dg.materialize([consolidated_anomalies, detector_evaluation], resources=resources)
+    return path
+
+
 @pytest.fixture
-def detected_store(trained_store):
-    dg.materialize([activity_scores, order_scores, anomalies], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
-    dg.materialize([consolidated_anomalies, detector_evaluation], resources={"duckdb": trained_store})
-    return trained_store
+def detected_store(detected_store_file, duckdb_resource, db_path):
+    shutil.copyfile(detected_store_file, db_path)
+    return duckdb_resource
 
 
 def query(db_path, sql: str) -> list[tuple]:

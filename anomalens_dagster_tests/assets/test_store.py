@@ -13,6 +13,7 @@ from anomalens_dagster.constants import ANOMALY_KIND_BURST
 from anomalens_dagster.core import simulator
 from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
+from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 
 
 def table_contents(db_path, table: str) -> list[tuple]:
@@ -105,26 +106,32 @@ def day_contents(db_path, day: str) -> dict[str, list[tuple]]:
         }
 
 
+@pytest.fixture(scope="module")
+def first_day_with_seed_99(tmp_path_factory) -> dict[str, list[tuple]]:
+    """The rows of the first day simulated alone with seed 99."""
+    rebuilt = AnomaLensDuckDB(database=str(tmp_path_factory.mktemp("seed_99") / "anomalens.duckdb"))
+    materialize_store(rebuilt, {**SMALL_SIMULATION, "seed": 99}, partition_key=DAYS[0])
+    return day_contents(rebuilt.database, DAYS[0])
+
+
 @pytest.mark.parametrize("broken_table", ["orders", "user_activities", "simulation_labels"])
-def test_a_range_write_that_fails_on_its_last_day_leaves_that_day_as_it_was_and_the_days_before_whole(
-    duckdb_resource, db_path, tmp_path, small_simulation, broken_table, monkeypatch
+def test_a_range_write_that_fails_in_its_last_group_of_days_leaves_it_as_it_was_and_earlier_days_whole(
+    duckdb_resource, db_path, small_simulation, first_day_with_seed_99, broken_table, monkeypatch
 ):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
     last_day_before = day_contents(db_path, DAYS[-1])
-    rebuilt = AnomaLensDuckDB(database=str(tmp_path / "rebuilt.duckdb"))
-    materialize_store(rebuilt, {**small_simulation, "seed": 99}, partition_key=DAYS[0])
-    first_day_rebuilt = day_contents(rebuilt.database, DAYS[0])
 
-    def last_day_broken(settings, day, catalog):
-        simulated = simulator.simulate_day(settings, day, catalog)
-        if day.isoformat() != DAYS[-1]:
-            return simulated
-        frame = getattr(simulated, broken_table)
-        return replace(simulated, **{broken_table: frame.drop(columns=[frame.columns[-1]])})  # its INSERT fails
+    def last_day_broken(settings, days, catalog):
+        for batch in simulator.simulate_days(settings, days, catalog):
+            if batch.orders["created_at"].max().date().isoformat() == DAYS[-1]:
+                frame = getattr(batch, broken_table)
+                batch = replace(batch, **{broken_table: frame.drop(columns=[frame.columns[-1]])})  # its INSERT fails
+            yield batch
 
-    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_day", last_day_broken)
+    monkeypatch.setattr("anomalens_dagster.assets.store.EVENTS_PER_WRITE", 1)  # one day per write
+    monkeypatch.setattr("anomalens_dagster.assets.store.simulate_days", last_day_broken)
     result = materialize_store(duckdb_resource, {**small_simulation, "seed": 99}, tags=RANGE_TAGS, raise_on_error=False)
 
     assert not result.success
     assert day_contents(db_path, DAYS[-1]) == last_day_before
-    assert day_contents(db_path, DAYS[0]) == first_day_rebuilt
+    assert day_contents(db_path, DAYS[0]) == first_day_with_seed_99
