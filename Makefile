@@ -47,6 +47,8 @@ bench: $(INSTALLED)  ## Print the benchmark tables (several minutes; run with no
 	$(BIN)/python -m benchmarks.features
 	$(BIN)/python -m benchmarks.detectors
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.readers
+	$(BIN)/python -m benchmarks.unattended
 
 clean:
 	rm -rf data/anomalens.duckdb data/dagster_home

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,16 @@ def stopwatch() -> Iterator[list[float]]:
         yield elapsed
     finally:
         elapsed[:] = [time.perf_counter() - start, time.process_time() - cpu_start]
+
+
+@contextmanager
+def benchmark_folder(path: str | None) -> Iterator[Path]:
+    """Where a benchmark keeps its DuckDB file and Dagster instance: `path` (created and kept), else a
+    temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(path or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -14,11 +14,9 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import tempfile
-from pathlib import Path
 
 from anomalens_dagster.constants import DUCKDB_PATH_ENV_VAR
-from benchmarks.common import peak_rss_mb, print_table, stopwatch
+from benchmarks.common import benchmark_folder, peak_rss_mb, print_table, stopwatch
 from benchmarks.simulate import BENCHMARK_SETTINGS, FIRST_DAY
 
 
@@ -28,11 +26,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="Keep the DuckDB file and instance here (default: temp).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        os.environ[DUCKDB_PATH_ENV_VAR] = str(workdir / "anomalens.duckdb")
-        os.environ["DAGSTER_HOME"] = str(workdir / "dagster_home")
+    with benchmark_folder(args.workdir) as folder:
+        os.environ[DUCKDB_PATH_ENV_VAR] = str(folder / "anomalens.duckdb")
+        os.environ["DAGSTER_HOME"] = str(folder / "dagster_home")
         run(args.days)
 
 

@@ -21,12 +21,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-from benchmarks.common import print_table
+from benchmarks.common import benchmark_folder, print_table
 
 DETECT_DAY_OFFSET = 2  # the day detect_job scores: two days before today, inside the demo's 7 days
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +37,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="Keep the DuckDB file and instance here (default: temp).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        run(workdir, args.repeats)
+    with benchmark_folder(args.workdir) as folder:
+        run(folder, args.repeats)
 
 
 def run(workdir: Path, repeats: int) -> None:
