@@ -73,13 +73,15 @@ def describe_window(start: datetime, end: datetime) -> str:
     return f"{start:%Y-%m-%d}" if last == start.date() else f"{start:%Y-%m-%d}..{last:%Y-%m-%d}"
 
 
-def write_windows(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+def write_windows(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, events_per_write: int = EVENTS_PER_WRITE
+) -> list[tuple[datetime, datetime]]:
     """The windows, each of whole days, in which a derived table over [start, end) is read and replaced."""
     try:
         events = dict(conn.execute(EVENTS_PER_DAY_SQL, {"start": start, "end": end}).fetchall())
     except duckdb.CatalogException:
         events = {}  # no store tables yet: the reads will say what is missing
-    return [group_window(group) for group in group_days(days_in_window(start, end), events, EVENTS_PER_WRITE)]
+    return [group_window(group) for group in group_days(days_in_window(start, end), events, events_per_write)]
 
 
 def replace_days_in_groups(
@@ -91,6 +93,7 @@ def replace_days_in_groups(
     read: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Inputs],
     compute: Callable[[Inputs, datetime, datetime], Sequence[pd.DataFrame]],
     sources: Sequence[tuple[str, str]],
+    events_per_write: int = EVENTS_PER_WRITE,
 ) -> tuple[int, dict[str, Any]]:
     """Replace `schema.table` over the run's partitions a few days at a time; the rows written and the metadata.
 
@@ -99,10 +102,11 @@ def replace_days_in_groups(
     `compute(inputs, start, end)` turns them into the group's rows with the file closed. Each group
     is replaced in its own transaction. `sources` are the (`schema.table`, time column) pairs the
     rows come from: days where none has a row are named in the metadata and the run log.
+    `events_per_write` sizes the groups (see EVENTS_PER_WRITE).
     """
     start, end = naive_utc_window(context)
     with duckdb_resource.read_connection() as conn:
-        windows = write_windows(conn, start, end)
+        windows = write_windows(conn, start, end, events_per_write)
     if not windows:
         raise ValueError(f"the run's partition window [{start}, {end}) holds no whole day to write to {schema}.{table}")
     rows, preview = 0, None

