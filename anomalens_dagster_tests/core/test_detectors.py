@@ -380,3 +380,29 @@ def test_autoencoder_explanation_adds_up_to_the_score(fitted):
     explanation = fitted.explain(rows, top_k=4)
     total = explanation[[f"contribution_{rank}" for rank in range(1, 5)]].sum(axis=1)
     np.testing.assert_allclose(total, fitted.score(rows))
+
+
+@pytest.mark.parametrize("fitted", ["autoencoder"], indirect=True)
+def test_autoencoder_scores_with_numpy_what_its_keras_model_reconstructs(fitted):
+    rows = typical_rows()
+    inputs = fitted.preprocessor_.transform(rows[list(NUMERIC)].to_numpy(np.float64), rows[list(CATEGORICAL)]).astype(
+        np.float32
+    )
+
+    keras_errors = ((inputs - fitted.keras_model().predict(inputs, verbose=0)) ** 2).mean(axis=1)
+
+    np.testing.assert_allclose(fitted.score(rows), keras_errors, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("fitted", ["autoencoder"], indirect=True)
+def test_loading_and_scoring_a_trained_autoencoder_does_not_import_tensorflow(fitted, tmp_path):
+    artifact = tmp_path / "autoencoder.pickle"
+    artifact.write_bytes(pickle.dumps((fitted, typical_rows())))
+    code = (
+        "import pickle, sys; "
+        f"detector, rows = pickle.loads(open({str(artifact)!r}, 'rb').read()); "
+        "assert len(detector.score(rows)) == len(rows); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
