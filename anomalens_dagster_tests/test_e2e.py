@@ -39,7 +39,7 @@ from anomalens_dagster.constants import (
 from anomalens_dagster.core.landing import write_landing_sample
 from anomalens_dagster.definitions import defs
 from anomalens_dagster.instance import DAGSTER_HOME_ENV_VAR, ensure_dagster_home
-from anomalens_dagster.jobs import detect_job, ingest_job, simulate_job
+from anomalens_dagster.jobs import detect_job, full_pipeline_job, ingest_job
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 from anomalens_dagster_tests.e2e_support import (
     CHROMIUM_ARGS,
@@ -127,10 +127,11 @@ def webserver(e2e_dir, db_file, dagster_home):
 
 @pytest.fixture(scope="module")
 def simulated_run(webserver) -> str:
-    """Id of a `simulate_job` run over DAYS, launched through GraphQL and finished successfully."""
+    """Id of a `full_pipeline_job` run over DAYS (store, features, models, detections, reports), launched
+    through GraphQL and finished successfully."""
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
     run_id = client.submit_job_execution(
-        simulate_job.name,
+        full_pipeline_job.name,
         run_config=run_config_for({"simulation": SMALL_SIMULATION}),
         tags={RANGE_START_TAG: DAYS[0].isoformat(), RANGE_END_TAG: DAYS[-1].isoformat()},
     )
@@ -279,7 +280,7 @@ class Delivery:
 def landed_delivery(webserver, simulated_run, dagster_home, e2e_dir) -> Delivery:
     instance = DagsterInstance.from_config(str(dagster_home))
     try:
-        # The simulated days first refresh by themselves: features, detectors trained, scores, reports.
+        # The full pipeline wrote every asset in its own run, so automation has nothing left to refresh.
         before = poll("the runs after the simulation to settle", SettledRuns(instance), SETTLE_TIMEOUT_S, 1)
         today = dt.datetime.now(dt.UTC).date()
         paths = write_landing_sample(e2e_dir / "staging", [today])
