@@ -48,3 +48,11 @@ def duckdb_resource(db_path) -> AnomaLensDuckDB:
 @pytest.fixture
 def small_simulation() -> dict:
     return dict(SMALL_SIMULATION)
+
+
+@pytest.fixture
+def landing_dir(tmp_path) -> Path:
+    """An empty landing folder in tmp_path."""
+    directory = tmp_path / "landing"
+    directory.mkdir()
+    return directory

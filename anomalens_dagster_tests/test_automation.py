@@ -53,13 +53,6 @@ def requested_files(result: dg.SensorResult) -> list[str]:
 
 
 @pytest.fixture
-def landing_dir(tmp_path):
-    directory = tmp_path / "landing"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def no_duckdb(monkeypatch):
     """Fails the test if anything opens a DuckDB database while it is active."""
 

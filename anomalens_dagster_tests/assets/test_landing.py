@@ -57,13 +57,6 @@ def store(store_template, db_path, duckdb_resource) -> AnomaLensDuckDB:
 
 
 @pytest.fixture
-def landing_dir(tmp_path) -> Path:
-    directory = tmp_path / "landing"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def sample(sample_template, landing_dir) -> list[Path]:
     """The sample delivery in the test's landing zone: orders (CSV), order items (Parquet), activities (JSON Lines)."""
     return [Path(shutil.copy(path, landing_dir)) for path in sample_template]

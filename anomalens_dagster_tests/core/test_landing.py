@@ -92,13 +92,6 @@ def store(tmp_path):
     conn.close()
 
 
-@pytest.fixture
-def landing_dir(tmp_path):
-    directory = tmp_path / "landing"
-    directory.mkdir()
-    return directory
-
-
 def row(kind: str, **changes) -> dict:
     return {**VALID_ROW[kind], **changes}
 

@@ -28,13 +28,6 @@ def store(tmp_path):
     conn.close()
 
 
-@pytest.fixture
-def landing_dir(tmp_path):
-    directory = tmp_path / "landing"
-    directory.mkdir()
-    return directory
-
-
 def write(path, text: str):
     path.write_text(text.strip() + "\n")
     return path
