@@ -287,11 +287,12 @@ def ingest(landing: str | None, db: str | None, settings_file: str | None, detec
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--days", default=1, show_default=True, help="Days of sample traffic, ending yesterday (UTC).")
 def export_sample(directory: str, days: int) -> None:
-    """Write a small valid delivery of landing files (orders, items, activities) into DIRECTORY."""
+    """Write a small valid delivery of landing files into DIRECTORY: the catalog (categories, products,
+    customers) and the orders, items and activities of the days."""
     from anomalens_dagster.core.landing import write_landing_sample
 
     first, last = day_range(days, None)
-    paths = write_landing_sample(Path(directory), [first + dt.timedelta(days=n) for n in range(days)])
+    paths = write_landing_sample(Path(directory), [first + dt.timedelta(days=n) for n in range(days)], catalog=True)
     for path in paths:
         click.echo(str(path))
     click.echo(

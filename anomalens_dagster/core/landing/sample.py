@@ -12,7 +12,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.constants import DEFAULT_SEED, ORDER_ITEMS, ORDERS, USER_ACTIVITIES
+from anomalens_dagster.constants import (
+    CATEGORIES,
+    CUSTOMERS,
+    DEFAULT_SEED,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+    USER_ACTIVITIES,
+)
 from anomalens_dagster.core.landing.rules import landing_columns
 from anomalens_dagster.core.simulator import (
     DETAIL_KEYS_BY_ACTION,
@@ -36,21 +44,24 @@ def write_landing_sample(
     seed: int = DEFAULT_SEED,
     orders_per_day: int = 50,
     activities_per_day: int = 500,
+    catalog: bool = False,
 ) -> list[Path]:
     """Write a small, valid delivery of simulated store events for `days` into `directory`.
 
     One file per kind, one per format: orders as CSV, order items as Parquet, activities as JSON
     Lines. Customers and products are those of the default-size catalog of `seed`, so the files
-    load with no rejection into a store built by `anomalens run` with that seed. Ids sit in the top
+    load with no rejection into a store built by `anomalens run` with that seed; with `catalog`,
+    that catalog's categories, products and customers are delivered too (CSV), so the files make a
+    whole store from nothing. Ids sit in the top
     tenth of each day's id range (LANDING_SAMPLE_ID_OFFSET) and session ids start with `landing-`,
     so they never collide with the simulator's rows for the same days. The traffic carries the
     simulator's injected anomalies, unlabelled as real data would be. Returns the paths written.
     """
     if not days:
         raise ValueError("write_landing_sample needs at least one day")
-    catalog = simulate_catalog(SimulationSettings(seed=seed))
+    store_catalog = simulate_catalog(SimulationSettings(seed=seed))
     settings = SimulationSettings(seed=seed, orders_per_day=orders_per_day, activities_per_day=activities_per_day)
-    simulated = [simulate_day(settings, day, catalog) for day in sorted(days)]
+    simulated = [simulate_day(settings, day, store_catalog) for day in sorted(days)]
     if max(len(day.user_activities) + len(day.order_items) for day in simulated) >= _LANDING_SAMPLE_MAX_ROWS_PER_DAY:
         raise ValueError(f"a landing sample day must hold fewer than {_LANDING_SAMPLE_MAX_ROWS_PER_DAY:_} rows")
     orders = pd.concat([day.orders for day in simulated], ignore_index=True)
@@ -66,6 +77,15 @@ def write_landing_sample(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     span = f"sample-{min(days):%Y%m%d}-{max(days):%Y%m%d}"
+    catalog_paths = []
+    if catalog:
+        for kind, frame in ((CATEGORIES, store_catalog.categories), (PRODUCTS, store_catalog.products)):
+            catalog_paths.append(directory / f"{kind}-{span}.csv")
+            frame[list(landing_columns(kind))].to_csv(catalog_paths[-1], index=False)
+        catalog_paths.append(directory / f"{CUSTOMERS}-{span}.csv")
+        store_catalog.customers[list(landing_columns(CUSTOMERS))].to_csv(
+            catalog_paths[-1], index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"
+        )
     orders_path = directory / f"{ORDERS}-{span}.csv"
     items_path = directory / f"{ORDER_ITEMS}-{span}.parquet"
     activities_path = directory / f"{USER_ACTIVITIES}-{span}.jsonl"
@@ -77,7 +97,7 @@ def write_landing_sample(
     logger.info(
         "wrote a landing sample of %d orders, %d items, %d activities", len(orders), len(items), len(activities)
     )
-    return [orders_path, items_path, activities_path]
+    return [*catalog_paths, orders_path, items_path, activities_path]
 
 
 def _activities_with_details(activities: pd.DataFrame) -> pd.DataFrame:
