@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from anomalens_dagster import resources
-from anomalens_dagster.assets.store import simulated_store_days, store_catalog
+from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.constants import (
     CATEGORIES,
     CUSTOMERS,
@@ -140,7 +140,8 @@ def single_process_store(database: Path) -> dict[str, list[tuple]]:
 def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock_failure(instance, tmp_path):
     # The backfill is one run over the 14 days, as the UI launches it (the daily store assets have a
     # single-run backfill policy), executed in its process step after step. Once it has started, a
-    # second run rebuilds the catalog and checks it.
+    # second run rebuilds the catalog and checks it, in this test's process: a second `dagster`
+    # process would take longer to start than the backfill takes to write the small store.
     processes = {
         "backfill": start_materialize(
             tmp_path / "backfill.log",
@@ -151,7 +152,14 @@ def test_a_14_day_backfill_and_a_run_started_with_it_share_duckdb_without_a_lock
         )
     }
     poll("the backfill run to start", lambda: started_run(instance), CLI_TIMEOUT_SECONDS)
-    processes["catalog"] = start_materialize(tmp_path / "catalog.log", CATALOG_TABLES, store_catalog.op.name)
+    catalog = dg.materialize(
+        [store_catalog, *store_checks],
+        selection=list(store_catalog.keys),
+        resources={"duckdb": AnomaLensDuckDB(database=os.environ[DUCKDB_PATH_ENV_VAR]), "settings": DEFAULT_SETTINGS},
+        run_config={"ops": {store_catalog.op.name: {"config": BUSY_SIMULATION}}},
+        instance=instance,
+    )
+    assert catalog.success
     wait_all(processes, deadline=time.monotonic() + CLI_TIMEOUT_SECONDS)
     for name, process in processes.items():
         assert process.returncode == 0, (tmp_path / f"{name}.log").read_text()[-4_000:]
@@ -227,17 +235,21 @@ def range_tags(days: tuple[str, str]) -> str:
 def test_a_queued_run_and_a_cli_run_at_the_same_time_meet_no_lock(instance, tmp_path):
     # The queued run goes through the instance's run queue and the daemon's run worker, as the UI
     # and automation launch runs; `dagster job execute` bypasses the queue, as `anomalens run` does.
-    simulation = json.dumps(
-        {"ops": {op: {"config": BUSY_SIMULATION} for op in (store_catalog.op.name, simulated_store_days.op.name)}}
-    )
+    def simulation(config: dict) -> str:
+        return json.dumps(
+            {"ops": {op: {"config": config} for op in (store_catalog.op.name, simulated_store_days.op.name)}}
+        )
+
+    # The queued run writes three times as much, so it still writes when the CLI run's process has started.
+    queued_simulation = simulation({**BUSY_SIMULATION, "activities_per_day": 60_000, "orders_per_day": 3_000})
     config_file = tmp_path / "simulation.json"  # `dagster job execute` reads config from files only
-    config_file.write_text(simulation)
+    config_file.write_text(simulation(BUSY_SIMULATION))
     dagster = str(Path(sys.executable).with_name("dagster"))
     env = {**os.environ, DAGSTER_HOME_ENV_VAR: str(instance.root_directory)}
     with dagster_service("dagster-daemon", ["run", "-w", "workspace.yaml"], env, tmp_path) as daemon:
         launch = subprocess.run(
             [dagster, "job", "launch", "-w", "workspace.yaml", "-j", "simulate_job"]
-            + ["--tags", range_tags(QUEUED_DAYS), "--config-json", simulation],
+            + ["--tags", range_tags(QUEUED_DAYS), "--config-json", queued_simulation],
             cwd=REPO,
             env=env,
             capture_output=True,

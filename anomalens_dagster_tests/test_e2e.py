@@ -244,7 +244,7 @@ class SettledRuns:
     """A poll probe: every run, once none has been queued or in progress for `quiet_seconds`
     (automation ticks every 5 s, so a quiet spell shorter than that proves nothing)."""
 
-    def __init__(self, instance: DagsterInstance, quiet_seconds: float = 12) -> None:
+    def __init__(self, instance: DagsterInstance, quiet_seconds: float = 8) -> None:
         self.instance = instance
         self.quiet_seconds = quiet_seconds
         self.quiet_since: float | None = None
