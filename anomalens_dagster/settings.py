@@ -67,7 +67,7 @@ class SettingsFile(dg.ConfigurableResource):
         """The run's effective settings: its explicit config over this file's `section` (None: the
         whole file, whose sections fill the config's nested fields) over the built-in defaults."""
         sections = self.sections()
-        return with_settings(config, sections.get(section) or {} if section else sections)
+        return with_settings(config, (sections.get(section) or {}) if section else sections)
 
 
 def settings_resource() -> SettingsFile:
