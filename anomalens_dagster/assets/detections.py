@@ -186,7 +186,7 @@ def _versions_that_scored(entity: EntityFeatures, scores: pd.DataFrame) -> dict[
     return {str(name): int(version) for name, version in versions.itertuples(index=False)}
 
 
-# A run loads each model version once (a Keras model takes a noticeable fraction of a second to load).
+# A run loads each model version once: every load reads the artifact, checks its digest and unpickles it.
 LoadedModels = dict[tuple[str, str, int], ScoringModel]
 
 
@@ -222,12 +222,15 @@ def _read_scored_entities(
     entity type never scored (a store with activities and no orders yet) has no scores table: skipped.
     """
     scored = []
+    tables = {
+        entity_type: table
+        for entity_type, table in SCORES_TABLES.items()
+        if table_exists(conn, table, DETECTIONS_SCHEMA)
+    }
     for day in days_in_window(start, end):
         day_start = datetime.combine(day, datetime.min.time())
         window = {"start": day_start, "end": day_start + timedelta(days=1)}
-        for entity_type, table in SCORES_TABLES.items():
-            if not table_exists(conn, table, DETECTIONS_SCHEMA):
-                continue
+        for entity_type, table in tables.items():
             entity = ENTITY_FEATURES[entity_type]
             scores = conn.execute(
                 f"SELECT * FROM {DETECTIONS_SCHEMA}.{table} "
