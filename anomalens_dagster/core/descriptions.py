@@ -149,7 +149,7 @@ def activity_sentence(
         else:
             what = f"identical {action} actions"
         return (
-            f"{count} {what} from {source} within a minute of this one; nearest other action {durationtext_or_none(nearest)} away",
+            f"{count} {what} from {source} within a minute of this one; nearest other action {duration_text(nearest)} away",
             used,
         )
     if rule == RULE_PURCHASE_TOTAL_MISMATCH:
@@ -264,14 +264,14 @@ def _strongest(top: list[dict[str, Any]]) -> str:
 
 
 def _session(actions: int, seconds: float) -> str:
-    return count_of(actions, "action") + (f" over {durationtext_or_none(seconds)}" if actions > 1 else "")
+    return count_of(actions, "action") + (f" over {duration_text(seconds)}" if actions > 1 else "")
 
 
 def _format_value(feature: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if "seconds" in feature or feature.startswith("time_since"):
-        return durationtext_or_none(float(value))
+        return duration_text(float(value))
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}"
@@ -289,7 +289,7 @@ def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def durationtext_or_none(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 10:
         return f"{seconds:.1f} s"
     if seconds < 120:
