@@ -177,6 +177,18 @@ def group_incidents(
     return IncidentGrouping(incidents, members)
 
 
+def top_incidents(incidents: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The `limit` incidents an analyst should look at first: worst severity, then highest ensemble
+    score, then most rows, then the latest (the ensemble caps its score, so scores alone can tie)."""
+    ranked = incidents.assign(_rank=incidents["max_severity"].map(_SEVERITY_RANK))
+    ranked = ranked.sort_values(
+        ["_rank", "ensemble_score", "row_count", "first_seen", "incident_id"],
+        ascending=[False, False, False, False, True],
+        kind="stable",
+    )
+    return ranked.drop(columns="_rank").head(limit).reset_index(drop=True)
+
+
 # --- Linking -------------------------------------------------------------------------------------
 
 
