@@ -215,13 +215,28 @@ class ClearAnomaliesConfig(dg.Config):
     )
 
 
+class IncidentsConfig(dg.Config):
+    """How flagged rows are grouped into incidents (core/incidents.py)."""
+
+    gap_minutes: float = Field(
+        default=c.DEFAULT_INCIDENT_GAP_MINUTES,
+        gt=0,
+        description=(
+            "Flagged rows of one session, customer or (anonymous rows) IP at most this many minutes apart "
+            "belong to one incident."
+        ),
+    )
+
+
 SIMULATION_SECTION = "simulation"
 LANDING_SECTION = "landing"
+INCIDENTS_SECTION = "incidents"
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     SIMULATION_SECTION: SimulationConfig,
     "training": TrainingConfig,
     "detection": DetectionConfig,
     LANDING_SECTION: LandingConfig,
+    INCIDENTS_SECTION: IncidentsConfig,
 }
 
 

@@ -171,6 +171,13 @@ ANOMALIES = "anomalies"  # table in DETECTIONS_SCHEMA: one row per entity x dete
 CONSOLIDATED_ANOMALIES = "consolidated_anomalies"  # table in DETECTIONS_SCHEMA: one row per entity
 ENSEMBLE_THRESHOLD = 1.0  # scoring flags an ensemble score above 1 (see core/scoring.py)
 
+# --- Incidents -----------------------------------------------------------------------------------
+INCIDENTS = "incidents"  # table in DETECTIONS_SCHEMA: flagged rows grouped into one row per incident
+# Flagged rows of one IP, customer or session at most this far apart belong to one incident: a
+# credential-stuffing run or a burst pauses seconds between actions, a shopper's next flagged order
+# of the same spree comes within minutes (core/incidents.py).
+DEFAULT_INCIDENT_GAP_MINUTES = 30.0
+
 SEVERITY_LOW = "Low"
 SEVERITY_MEDIUM = "Medium"
 SEVERITY_HIGH = "High"

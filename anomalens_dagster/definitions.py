@@ -11,6 +11,7 @@ from anomalens_dagster.assets.detections import (
     order_scores,
 )
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster.assets.incidents import incidents
 from anomalens_dagster.assets.landing import ingested_files, landing_checks
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.reports import (
@@ -35,6 +36,7 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     "detection": [(model.op.name, "detection") for model in model_assets],
     # The ingest reads `landing` from the settings file itself, at run time (no op config).
     "landing": [],
+    "incidents": [(incidents.op.name, None)],
 }
 
 defs = dg.Definitions(
@@ -49,6 +51,7 @@ defs = dg.Definitions(
         order_scores,
         anomalies,
         consolidated_anomalies,
+        incidents,
         detector_evaluation,
         store_summary,
         activity_timeline,

@@ -1,6 +1,6 @@
 """Anomaly records: the flagged scores of one entity type turned into rows an analyst reads.
 
-Three pure functions, one per table the detections group keeps for people rather than for models:
+Pure functions for the tables the detections group keeps for people rather than for models:
 
 - :func:`build_anomalies` -- one record per (entity, detector) hit, with the original system's
   record columns (``id, entity_type, entity_id, detection_timestamp, description, severity,
@@ -41,41 +41,10 @@ Severity (``SEVERITY_RATIO_CUTS`` in constants)
                                              failed-login runs and abnormal purchases reach 2-4.
     ========================  ======  =====  ==========================================================
 
-Description rules (the first that applies wins; ``details.rule`` names it)
-    The description comes from the entity's facts, so every detector that flags an entity tells
-    the same story when one of the known patterns is present; otherwise it names the strongest
-    feature of that detector's explanation (for the ensemble: of its strongest component, the
-    detector with the highest score / threshold).
-
-    Activities:
-    1. ``failed_login_run`` -- ``failed_logins_within_15min_ip >= FAILED_LOGIN_RUN_MIN_ATTEMPTS``:
-       "7 failed logins from 198.51.100.4 within 15 min of this one, for jo***@example.com"; any
-       other action: "login from 198.51.100.4 within 15 min of 7 failed logins from the same IP".
-    2. ``identical_actions`` -- ``identical_actions_within_60s_ip >= BURST_MIN_IDENTICAL_ACTIONS``:
-       '12 add_to_cart actions for product #17 (Blue Mug) from 203.0.113.7 within a minute of this
-       one; nearest other action 0.4 s away' (target from details: product, search query -- '14
-       searches for "kettle"' -- or url; "identical" actions without one).
-    3. ``purchase_total_mismatch`` -- a purchase whose ``purchase_amount_to_items_log_ratio`` lies
-       beyond ln(``ORDER_TOTAL_HIGH_RATIO``) either way: "purchase of 0.25 for items costing 84.50
-       (0.003x their price) from 198.51.100.4 at 20:00".
-    4. ``unusual_activity`` -- "view_page at 03:00 from 198.51.100.4 unlike the training data
-       (session of 1 action); strongest signal: session_action_count = 1"; a purchase names its
-       amount ("purchase of 2,065.24 at ..."). Durations read as "2.3 s", "13 min", "22.4 h".
-
-    Orders:
-    1. ``order_without_items`` -- ``items_total <= 0``: "Order total 52.00 but the order has no
-       items" / "Order total 52.00 for 3 items that cost nothing".
-    2. ``total_above_items`` -- ``amount_to_items_ratio >= ORDER_TOTAL_HIGH_RATIO``:
-       "Order total 4,512.00 is 38x what its 3 items cost (118.70)".
-    3. ``total_below_items`` -- ``amount_to_items_ratio <= ORDER_TOTAL_LOW_RATIO``:
-       "Order total 0.40 for 3 items costing 112.30".
-    4. ``total_vs_customer_median`` -- ``amount_to_customer_median_ratio`` at least
-       ``CUSTOMER_MEDIAN_RATIO`` or at most its inverse: "Order total 900.00 is 12x customer 42's
-       median order (75.00)" / "Order total 5.00 against customer 42's median order of 75.00".
-    5. ``unusual_order`` -- "Order of 3 items totalling 45.00 at 03:00 unlike the training data;
-       strongest signal: hour_of_day = 3".
-
-    Emails are masked (:func:`mask_email`) in descriptions, details and session histories.
+Descriptions
+    Each record's ``description`` and ``details.rule`` follow the rules of
+    :mod:`anomalens_dagster.core.descriptions`; emails are masked there. Consolidation and session
+    histories live in :mod:`anomalens_dagster.core.consolidation` (re-exported here).
 
 Sentences are formatted per flagged row (a few percent of the rows); selecting, joining and
 classifying the rows is vectorised.
@@ -87,7 +56,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -103,15 +71,85 @@ from anomalens_dagster.constants import (
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
     ENTITY_TYPES,
-    SEVERITIES,
     SEVERITY_HIGH,
     SEVERITY_LOW,
     SEVERITY_MEDIUM,
     SEVERITY_RATIO_CUTS,
 )
+from anomalens_dagster.core.consolidation import (
+    ANOMALY_INPUT_COLUMNS,
+    CONSOLIDATED_COLUMNS,
+    CONSOLIDATED_DTYPES,
+    SESSION_ACTIVITY_COLUMNS,
+    SESSION_CONTEXT_COLUMNS,
+    SESSION_CONTEXT_DTYPES,
+    consolidate,
+    session_context,
+    with_session_context,
+)
+from anomalens_dagster.core.descriptions import (
+    BURST_MIN_IDENTICAL_ACTIONS,
+    CUSTOMER_MEDIAN_RATIO,
+    FAILED_LOGIN_RUN_MIN_ATTEMPTS,
+    ORDER_TOTAL_HIGH_RATIO,
+    ORDER_TOTAL_LOW_RATIO,
+    RULE_FAILED_LOGIN_RUN,
+    RULE_IDENTICAL_ACTIONS,
+    RULE_ORDER_WITHOUT_ITEMS,
+    RULE_PURCHASE_TOTAL_MISMATCH,
+    RULE_TOTAL_ABOVE_ITEMS,
+    RULE_TOTAL_BELOW_ITEMS,
+    RULE_TOTAL_VS_CUSTOMER_MEDIAN,
+    RULE_UNUSUAL_ACTIVITY,
+    RULE_UNUSUAL_ORDER,
+    activity_rules,
+    activity_sentence,
+    customer_or_none,
+    json_ready,
+    mask_email,
+    order_rules,
+    order_sentence,
+    text_or_none,
+)
+from anomalens_dagster.core.frames import empty_frame, require_columns
 from anomalens_dagster.core.scoring import ScoringModel
 
 logger = logging.getLogger(__name__)
+
+# Public names of the modules this one was split into, importable from here as before.
+__all__ = [
+    "ANOMALY_COLUMNS",
+    "ANOMALY_DTYPES",
+    "ANOMALY_INPUT_COLUMNS",
+    "BURST_MIN_IDENTICAL_ACTIONS",
+    "CONSOLIDATED_COLUMNS",
+    "CONSOLIDATED_DTYPES",
+    "CUSTOMER_MEDIAN_RATIO",
+    "ENTITY_FACT_COLUMNS",
+    "FAILED_LOGIN_RUN_MIN_ATTEMPTS",
+    "ORDER_TOTAL_HIGH_RATIO",
+    "ORDER_TOTAL_LOW_RATIO",
+    "RULE_FAILED_LOGIN_RUN",
+    "RULE_IDENTICAL_ACTIONS",
+    "RULE_ORDER_WITHOUT_ITEMS",
+    "RULE_PURCHASE_TOTAL_MISMATCH",
+    "RULE_TOTAL_ABOVE_ITEMS",
+    "RULE_TOTAL_BELOW_ITEMS",
+    "RULE_TOTAL_VS_CUSTOMER_MEDIAN",
+    "RULE_UNUSUAL_ACTIVITY",
+    "RULE_UNUSUAL_ORDER",
+    "SESSION_ACTIVITY_COLUMNS",
+    "SESSION_CONTEXT_COLUMNS",
+    "SESSION_CONTEXT_DTYPES",
+    "anomaly_id",
+    "build_anomalies",
+    "consolidate",
+    "explain_flagged",
+    "mask_email",
+    "session_context",
+    "severity",
+    "with_session_context",
+]
 
 # --- Columns -------------------------------------------------------------------------------------
 
@@ -130,32 +168,11 @@ ANOMALY_DTYPES: dict[str, str] = {
     "customer_id": "Int64",  # the order's / activity's customer (NA for anonymous activities)
     "ip_address": "str",  # activities only
     "session_id": "str",  # activities only
+    # The incident the entity belongs to (core/incidents.py); NA until the incidents asset groups the
+    # records, and for entities only single detectors flagged.
+    "incident_id": "str",
 }
 ANOMALY_COLUMNS: tuple[str, ...] = tuple(ANOMALY_DTYPES)
-
-CONSOLIDATED_DTYPES: dict[str, str] = {
-    "entity_type": "str",
-    "entity_id": "int64",
-    "detectors": "str",  # sorted detector names joined by "," (ensemble included when it fired)
-    "n_detectors": "int64",  # number of names in `detectors`
-    "first_detected_at": "datetime64[us]",
-    "last_detected_at": "datetime64[us]",
-    "overall_severity": "str",
-    "ensemble_score": "float64",  # NaN when unknown
-    "event_timestamp": "datetime64[us]",
-    "customer_id": "Int64",  # from the entity's records; NA when unknown
-    "ip_address": "str",  # activities only
-}
-CONSOLIDATED_COLUMNS: tuple[str, ...] = tuple(CONSOLIDATED_DTYPES)
-
-SESSION_CONTEXT_DTYPES: dict[str, str] = {
-    "session_id": "str",
-    "n_actions": "int64",
-    "first_timestamp": "datetime64[us]",
-    "last_timestamp": "datetime64[us]",
-    "actions": "str",  # JSON list of {"id", "timestamp", "action_type", "details"}
-}
-SESSION_CONTEXT_COLUMNS: tuple[str, ...] = tuple(SESSION_CONTEXT_DTYPES)
 
 # The scores frame of `core.scoring.score_rows` names the entity's id and time like this.
 SCORE_ID_COLUMNS: dict[str, str] = {ENTITY_ACTIVITY: "activity_id", ENTITY_ORDER: "order_id"}
@@ -190,45 +207,9 @@ ENTITY_FACT_COLUMNS: dict[str, tuple[str, ...]] = {
     ENTITY_ACTIVITY: ACTIVITY_FACT_COLUMNS,
     ENTITY_ORDER: ORDER_FACT_COLUMNS,
 }
-SESSION_ACTIVITY_COLUMNS: tuple[str, ...] = ("id", "session_id", "timestamp", "action_type", "details")
-ANOMALY_INPUT_COLUMNS: tuple[str, ...] = (
-    "entity_type",
-    "entity_id",
-    "detector_name",
-    "severity",
-    "detection_timestamp",
-    "anomaly_score",
-    "event_timestamp",
-)
-
-# --- Description rules ---------------------------------------------------------------------------
-
-# Normal traffic has at most one mistyped password before a login; three in 15 minutes is a run.
-FAILED_LOGIN_RUN_MIN_ATTEMPTS = 3
-# Normal traffic never repeats an action on one target within a minute from one IP.
-BURST_MIN_IDENTICAL_ACTIONS = 3
-# A normal total equals its items' cost (shipping and discounts move it by far less than half).
-ORDER_TOTAL_HIGH_RATIO = 1.5
-ORDER_TOTAL_LOW_RATIO = 1 / ORDER_TOTAL_HIGH_RATIO
-CUSTOMER_MEDIAN_RATIO = 3.0
-
-RULE_FAILED_LOGIN_RUN = "failed_login_run"
-RULE_IDENTICAL_ACTIONS = "identical_actions"
-RULE_PURCHASE_TOTAL_MISMATCH = "purchase_total_mismatch"
-RULE_UNUSUAL_ACTIVITY = "unusual_activity"
-RULE_ORDER_WITHOUT_ITEMS = "order_without_items"
-RULE_TOTAL_ABOVE_ITEMS = "total_above_items"
-RULE_TOTAL_BELOW_ITEMS = "total_below_items"
-RULE_TOTAL_VS_CUSTOMER_MEDIAN = "total_vs_customer_median"
-RULE_UNUSUAL_ORDER = "unusual_order"
 
 _DETECTOR_ORDER = {name: rank for rank, name in enumerate((*DETECTOR_NAMES, DETECTOR_ENSEMBLE))}
-_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _ID_PREFIX = "anomalens"
-
-# An email's local part, from its first character: the first min(2, length - 1) characters are kept
-# (the greedy first group backs off so that the second keeps at least one), the rest is masked.
-_EMAIL = re.compile(r"(?<![\w.%+\-])([\w.%+\-]{0,2})[\w.%+\-]+@(?=[\w\-]+(?:\.[\w\-]+)+)")
 
 
 # --- Public API ----------------------------------------------------------------------------------
@@ -238,16 +219,6 @@ def anomaly_id(entity_type: str, entity_id: int, detector: str) -> int:
     """The stable record id of (entity_type, entity_id, detector); see the module docstring."""
     digest = hashlib.blake2b(f"{_ID_PREFIX}:{entity_type}:{int(entity_id)}:{detector}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big") >> 1
-
-
-def mask_email(email: str) -> str:
-    """``john.doe@example.com`` -> ``jo***@example.com``: the local part keeps min(2, length - 1)
-    characters. Text without ``@`` is masked the same way as a whole (``admin`` -> ``ad***``)."""
-    local, at, domain = email.rpartition("@")
-    if not at:
-        local, domain = email, ""
-    kept = local[: max(0, min(2, len(local) - 1))]
-    return f"{kept}***{at}{domain}"
 
 
 def severity(detector: str, score: float, threshold: float) -> str:
@@ -270,8 +241,8 @@ def explain_flagged(
     ``features`` is the feature frame that was scored (an ``id`` column plus the model's features).
     """
     id_column = _score_id_column(entity_type)
-    _require_columns(scores, (id_column, "detector", "is_anomaly"), "scores")
-    _require_columns(features, ("id",), "features")
+    require_columns(scores, (id_column, "detector", "is_anomaly"), "scores")
+    require_columns(features, ("id",), "features")
     by_id = features.set_index("id")
     if not by_id.index.is_unique:
         raise ValueError("features: `id` is not unique; pass one feature row per entity")
@@ -330,15 +301,15 @@ def build_anomalies(
     """
     id_column = _score_id_column(entity_type)
     time_column = SCORE_TIME_COLUMNS[entity_type]
-    _require_columns(scores, (id_column, time_column, *SCORE_COLUMNS), "scores")
-    _require_columns(entities, ENTITY_FACT_COLUMNS[entity_type], "entities")
+    require_columns(scores, (id_column, time_column, *SCORE_COLUMNS), "scores")
+    require_columns(entities, ENTITY_FACT_COLUMNS[entity_type], "entities")
     all_thresholds = _checked_thresholds(scores, thresholds)
     detected_at = _naive_utc(detection_timestamp)
 
     flagged = scores.loc[scores["is_anomaly"].to_numpy(dtype=bool)]
     if flagged.empty:
         logger.info("no flagged %ss: no anomaly records", entity_type)
-        return _empty(ANOMALY_DTYPES)
+        return empty_frame(ANOMALY_DTYPES)
     flagged = pd.DataFrame(
         {
             "entity_id": flagged[id_column].to_numpy(np.int64),
@@ -369,11 +340,11 @@ def build_anomalies(
     explained = _explained(flagged, explanations, entity_type)
     ensemble_parts = _ensemble_components(scores, flagged, all_thresholds, id_column)
     if entity_type == ENTITY_ACTIVITY:
-        rules = _activity_rules(facts)
-        write = _activity_sentence
+        rules = activity_rules(facts)
+        write = activity_sentence
     else:
-        rules = _order_rules(facts)
-        write = _order_sentence
+        rules = order_rules(facts)
+        write = order_sentence
     value_columns = set(entities.columns)
 
     descriptions, details = [], []
@@ -386,7 +357,7 @@ def build_anomalies(
         features = explained.get(explained_by, {}).get(row.entity_id, [])
         shown = [
             {"feature": name, "contribution": contribution}
-            | ({"value": _plain(fact[name])} if name in value_columns else {})
+            | ({"value": json_ready(fact[name])} if name in value_columns else {})
             for name, contribution in features
         ]
         sentence, used = write(rule, fact, pd.Timestamp(row.event_timestamp), shown)
@@ -422,6 +393,7 @@ def build_anomalies(
             "anomaly_score": flagged["score"],
             "event_timestamp": flagged["event_timestamp"],
             **_who_and_where(facts, entity_type),
+            "incident_id": None,
         }
     ).astype(ANOMALY_DTYPES)
     logger.info(
@@ -433,116 +405,7 @@ def build_anomalies(
     return anomalies
 
 
-def consolidate(anomalies: pd.DataFrame, ensemble_scores: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (entity_type, entity_id) of ``anomalies`` (columns ``CONSOLIDATED_DTYPES``).
-
-    ``detectors``: the distinct ``detector_name`` values, sorted and joined by "," (text, so DuckDB
-    stores it as VARCHAR whatever the day; ``string_split(detectors, ',')`` gives the list);
-    ``n_detectors`` counts them, the ensemble included when it fired. ``first_detected_at`` /
-    ``last_detected_at``: min / max ``detection_timestamp``. ``overall_severity``: High if any
-    record is High, else Medium if any is Medium, else Low. ``ensemble_score``: the entity's score
-    in ``ensemble_scores`` (columns ``entity_type, entity_id, score``, one row per entity -- the
-    ensemble rows of the scores tables), else the ``anomaly_score`` of its ensemble record, else NaN.
-    ``event_timestamp``: the entity's own time. ``customer_id``, ``ip_address``: the first known value
-    among the entity's records (NA when none has it). Rows are ordered by (entity_type, entity_id).
-    """
-    _require_columns(anomalies, ANOMALY_INPUT_COLUMNS, "anomalies")
-    unknown = sorted(set(anomalies["severity"].astype("str")) - set(SEVERITIES))
-    if unknown:
-        raise ValueError(f"anomalies: unknown severities {unknown}; expected one of {list(SEVERITIES)}")
-    if anomalies.empty:
-        return _empty(CONSOLIDATED_DTYPES)
-    keys = ["entity_type", "entity_id"]
-    records = pd.DataFrame(
-        {
-            "entity_type": anomalies["entity_type"].astype("str").to_numpy(),
-            "entity_id": anomalies["entity_id"].to_numpy(np.int64),
-            "detector_name": anomalies["detector_name"].astype("str").to_numpy(),
-            "severity_rank": anomalies["severity"].astype("str").map(_SEVERITY_RANK).to_numpy(np.int64),
-            "detection_timestamp": anomalies["detection_timestamp"].to_numpy().astype("datetime64[us]"),
-            "event_timestamp": anomalies["event_timestamp"].to_numpy().astype("datetime64[us]"),
-            "anomaly_score": anomalies["anomaly_score"].to_numpy(np.float64),
-        }
-    )
-    groups = records.groupby(keys, sort=True)
-    consolidated = groups.agg(
-        first_detected_at=("detection_timestamp", "min"),
-        last_detected_at=("detection_timestamp", "max"),
-        severity_rank=("severity_rank", "max"),
-        event_timestamp=("event_timestamp", "min"),
-    )
-    names = records[[*keys, "detector_name"]].drop_duplicates().sort_values([*keys, "detector_name"])
-    by_entity = names.groupby(keys, sort=True)["detector_name"]
-    consolidated["detectors"] = by_entity.agg(",".join)
-    consolidated["n_detectors"] = by_entity.size()
-    consolidated["overall_severity"] = np.asarray(SEVERITIES, dtype=object)[consolidated["severity_rank"].to_numpy()]
-    # Records stored before these columns existed read as NA (the table gains them on the next write).
-    for column in ("customer_id", "ip_address"):
-        values = anomalies[column] if column in anomalies else pd.Series(pd.NA, index=anomalies.index)
-        records[column] = values.astype(CONSOLIDATED_DTYPES[column]).to_numpy()
-    who = records.groupby(keys, sort=True)[["customer_id", "ip_address"]].first()
-    consolidated["customer_id"] = who["customer_id"]
-    consolidated["ip_address"] = who["ip_address"]
-    ensemble_records = records.loc[records["detector_name"] == DETECTOR_ENSEMBLE].groupby(keys)["anomaly_score"].max()
-    consolidated["ensemble_score"] = ensemble_records.reindex(consolidated.index)
-    if ensemble_scores is not None:
-        given = _ensemble_score_series(ensemble_scores).reindex(consolidated.index)
-        consolidated["ensemble_score"] = given.fillna(consolidated["ensemble_score"])
-    return consolidated.reset_index()[list(CONSOLIDATED_COLUMNS)].astype(CONSOLIDATED_DTYPES)
-
-
-def session_context(activities: pd.DataFrame) -> pd.DataFrame:
-    """Each session's actions in (timestamp, id) order, as JSON text (columns ``SESSION_CONTEXT_DTYPES``).
-
-    ``activities``: store.user_activities rows (``id``, ``session_id``, ``timestamp``,
-    ``action_type``, ``details`` as JSON text) of the sessions to show; an activity listed twice
-    counts once, and rows without a session id are left out. ``actions`` is a JSON list of
-    ``{"id": int, "timestamp": "YYYY-MM-DDTHH:MM:SS.ffffff", "action_type": str, "details": object
-    or null}`` with emails in the details masked (:func:`mask_email`). Rows are ordered by session_id.
-    """
-    _require_columns(activities, SESSION_ACTIVITY_COLUMNS, "activities")
-    rows = pd.DataFrame(
-        {
-            "id": activities["id"].to_numpy(np.int64),
-            "session_id": activities["session_id"].astype("str"),
-            "timestamp": activities["timestamp"].to_numpy().astype("datetime64[us]"),
-            "action_type": activities["action_type"].astype("str"),
-            "details": activities["details"].astype("str"),
-        }
-    )
-    rows = rows.loc[rows["session_id"].notna()].drop_duplicates("id")
-    if rows.empty:
-        return _empty(SESSION_CONTEXT_DTYPES)
-    rows = rows.sort_values(["session_id", "timestamp", "id"], kind="stable")
-    action_json = rows["action_type"].map({value: json.dumps(value) for value in rows["action_type"].unique()})
-    details_json = rows["details"].str.replace(_EMAIL, r"\1***@", regex=True).fillna("null")
-    rows["item"] = (
-        '{"id":'
-        + rows["id"].astype("str")
-        + ',"timestamp":"'
-        + rows["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-        + '","action_type":'
-        + action_json
-        + ',"details":'
-        + details_json
-        + "}"
-    )
-    sessions = rows.groupby("session_id", sort=True).agg(
-        n_actions=("id", "size"),
-        first_timestamp=("timestamp", "min"),
-        last_timestamp=("timestamp", "max"),
-        actions=("item", lambda items: "[" + ",".join(items) + "]"),
-    )
-    return sessions.reset_index()[list(SESSION_CONTEXT_COLUMNS)].astype(SESSION_CONTEXT_DTYPES)
-
-
 # --- Validation ----------------------------------------------------------------------------------
-
-
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{what}: missing columns {missing} (needs {list(columns)})")
 
 
 def _score_id_column(entity_type: str) -> str:
@@ -580,25 +443,6 @@ def _naive_utc(value: datetime) -> pd.Timestamp:
     return stamp.as_unit("us")
 
 
-def _empty(dtypes: Mapping[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
-
-
-def _ensemble_score_series(ensemble_scores: pd.DataFrame) -> pd.Series:
-    _require_columns(ensemble_scores, ("entity_type", "entity_id", "score"), "ensemble_scores")
-    series = pd.Series(
-        ensemble_scores["score"].to_numpy(np.float64),
-        index=pd.MultiIndex.from_arrays(
-            [ensemble_scores["entity_type"].astype("str"), ensemble_scores["entity_id"].to_numpy(np.int64)],
-            names=["entity_type", "entity_id"],
-        ),
-    )
-    duplicated = series.index[series.index.duplicated()].unique().tolist()
-    if duplicated:
-        raise ValueError(f"ensemble_scores: more than one score for {duplicated[:5]}; pass one row per entity")
-    return series
-
-
 # --- Severity, facts and explanations ------------------------------------------------------------
 
 
@@ -619,13 +463,13 @@ def _facts_of_flagged(entities: pd.DataFrame, entity_ids: pd.Series, entity_type
 
 def _who_and_where(facts: pd.DataFrame, entity_type: str) -> dict[str, Any]:
     """The customer, IP and session columns of the records written from `facts` (one row per record)."""
-    customers = pd.array([_customer(value) for value in facts["customer_id"]], dtype="Int64")
+    customers = pd.array([customer_or_none(value) for value in facts["customer_id"]], dtype="Int64")
     if entity_type != ENTITY_ACTIVITY:
         return {"customer_id": customers, "ip_address": None, "session_id": None}
     return {
         "customer_id": customers,
-        "ip_address": [_text(value) for value in facts["ip_address"]],
-        "session_id": [_text(value) for value in facts["session_id"]],
+        "ip_address": [text_or_none(value) for value in facts["ip_address"]],
+        "session_id": [text_or_none(value) for value in facts["session_id"]],
     }
 
 
@@ -704,263 +548,3 @@ def _ensemble_components(
             dict(zip(names[start:end], ratios[start:end], strict=True)),
         )
     return components
-
-
-# --- Activity descriptions -----------------------------------------------------------------------
-
-
-def _activity_rules(facts: pd.DataFrame) -> np.ndarray:
-    failed = facts["failed_logins_within_15min_ip"].to_numpy(np.float64) >= FAILED_LOGIN_RUN_MIN_ATTEMPTS
-    burst = facts["identical_actions_within_60s_ip"].to_numpy(np.float64) >= BURST_MIN_IDENTICAL_ACTIONS
-    mismatch = np.abs(facts["purchase_amount_to_items_log_ratio"].to_numpy(np.float64)) >= np.log(
-        ORDER_TOTAL_HIGH_RATIO
-    )
-    return np.select(
-        [failed, burst, mismatch],
-        [RULE_FAILED_LOGIN_RUN, RULE_IDENTICAL_ACTIONS, RULE_PURCHASE_TOTAL_MISMATCH],
-        RULE_UNUSUAL_ACTIVITY,
-    )
-
-
-def _activity_sentence(
-    rule: str, fact: Mapping[str, Any], at: pd.Timestamp, top: list[dict[str, Any]]
-) -> tuple[str, dict[str, Any]]:
-    action = str(fact["action_type"])
-    ip = _text(fact["ip_address"])
-    source = ip or "an unknown IP"
-    details = _details(fact["details"])
-    used: dict[str, Any] = {
-        "action_type": action,
-        "timestamp": at.isoformat(),
-        "ip_address": ip,
-        "session_id": _text(fact["session_id"]),
-        "customer_id": _customer(fact["customer_id"]),
-    }
-    if rule == RULE_FAILED_LOGIN_RUN:
-        attempts = int(fact["failed_logins_within_15min_ip"])
-        used["failed_logins_within_15min_ip"] = attempts
-        if action == "failed_login":
-            email = _text(details.get("attempted_email"))
-            masked = mask_email(email) if email else None
-            used["attempted_email"] = masked
-            target = f", for {masked}" if masked else ""
-            return f"{attempts} failed logins from {source} within 15 min of this one{target}", used
-        return f"{action} from {source} within 15 min of {attempts} failed logins from the same IP", used
-    if rule == RULE_IDENTICAL_ACTIONS:
-        count = int(fact["identical_actions_within_60s_ip"])
-        nearest = float(fact["seconds_to_nearest_activity_ip"])
-        target, target_facts = _action_target(details)
-        used |= {"identical_actions_within_60s_ip": count, "seconds_to_nearest_activity_ip": nearest, **target_facts}
-        if action == "search" and "query" in target_facts:
-            what = f'searches for "{target_facts["query"]}"'
-        elif target:
-            what = f"{action} actions for {target}"
-        else:
-            what = f"identical {action} actions"
-        return (
-            f"{count} {what} from {source} within a minute of this one; nearest other action {_duration(nearest)} away",
-            used,
-        )
-    if rule == RULE_PURCHASE_TOTAL_MISMATCH:
-        log_ratio = float(fact["purchase_amount_to_items_log_ratio"])
-        charged = float(details.get("order_total") or 0.0)
-        items_cost = charged / np.exp(log_ratio)
-        used |= {"order_total": charged, "items_total": items_cost, "purchase_amount_to_items_log_ratio": log_ratio}
-        return (
-            f"purchase of {_money(charged)} for items costing {_money(items_cost)} "
-            f"({np.exp(log_ratio):.3g}x their price) from {source} at {at:%H:%M}",
-            used,
-        )
-    actions = int(fact["session_action_count"])
-    duration = float(fact["session_duration_seconds"])
-    used |= {"session_action_count": actions, "session_duration_seconds": duration}
-    what = action
-    order_total = details.get("order_total")
-    if action == "purchase" and isinstance(order_total, int | float) and not isinstance(order_total, bool):
-        used["order_total"] = order_total
-        what = f"purchase of {_money(order_total)}"
-    return (
-        f"{what} at {at:%H:%M} from {source} unlike the training data "
-        f"(session of {_session(actions, duration)}){_strongest(top)}",
-        used,
-    )
-
-
-def _action_target(details: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """What an action was done to, in words, and the facts behind it."""
-    product_id = details.get("product_id")
-    if product_id is not None:
-        name = _text(details.get("product_name"))
-        return f"product #{product_id}" + (f" ({name})" if name else ""), {"product_id": product_id}
-    query = _text(details.get("query"))
-    if query:
-        return f'the search "{query}"', {"query": query}
-    url = _text(details.get("url"))
-    if url:
-        return url, {"url": url}
-    return None, {}
-
-
-# --- Order descriptions --------------------------------------------------------------------------
-
-
-def _order_rules(facts: pd.DataFrame) -> np.ndarray:
-    items_total = facts["items_total"].to_numpy(np.float64)
-    ratio = facts["amount_to_items_ratio"].to_numpy(np.float64)
-    customer = facts["amount_to_customer_median_ratio"].to_numpy(np.float64)
-    return np.select(
-        [
-            ~(items_total > 0),
-            ratio >= ORDER_TOTAL_HIGH_RATIO,
-            ratio <= ORDER_TOTAL_LOW_RATIO,
-            (customer >= CUSTOMER_MEDIAN_RATIO) | (customer <= 1 / CUSTOMER_MEDIAN_RATIO),
-        ],
-        [RULE_ORDER_WITHOUT_ITEMS, RULE_TOTAL_ABOVE_ITEMS, RULE_TOTAL_BELOW_ITEMS, RULE_TOTAL_VS_CUSTOMER_MEDIAN],
-        RULE_UNUSUAL_ORDER,
-    )
-
-
-def _order_sentence(
-    rule: str, fact: Mapping[str, Any], at: pd.Timestamp, top: list[dict[str, Any]]
-) -> tuple[str, dict[str, Any]]:
-    total = float(fact["total_amount"])
-    items_total = float(fact["items_total"])
-    quantity = int(fact["total_quantity"])
-    items = _count(quantity, "item")
-    used: dict[str, Any] = {
-        "created_at": at.isoformat(),
-        "customer_id": _customer(fact["customer_id"]),
-        "total_amount": total,
-        "items_total": items_total,
-        "item_count": int(fact["item_count"]),
-        "total_quantity": quantity,
-    }
-    if rule == RULE_ORDER_WITHOUT_ITEMS:
-        if int(fact["item_count"]) == 0:
-            return f"Order total {_money(total)} but the order has no items", used
-        return f"Order total {_money(total)} for {items} that cost nothing", used
-    if rule in (RULE_TOTAL_ABOVE_ITEMS, RULE_TOTAL_BELOW_ITEMS):
-        ratio = float(fact["amount_to_items_ratio"])
-        used["amount_to_items_ratio"] = ratio
-        if rule == RULE_TOTAL_ABOVE_ITEMS:
-            cost = "costs" if quantity == 1 else "cost"
-            return (
-                f"Order total {_money(total)} is {_times(ratio)} what its {items} {cost} ({_money(items_total)})",
-                used,
-            )
-        return f"Order total {_money(total)} for {items} costing {_money(items_total)}", used
-    if rule == RULE_TOTAL_VS_CUSTOMER_MEDIAN:
-        ratio = float(fact["amount_to_customer_median_ratio"])
-        median = total / ratio
-        used |= {"amount_to_customer_median_ratio": ratio, "customer_median_total": median}
-        customer = used["customer_id"]
-        whose = f"customer {customer}'s" if customer is not None else "the customer's"
-        if ratio >= 1:
-            return f"Order total {_money(total)} is {_times(ratio)} {whose} median order ({_money(median)})", used
-        return f"Order total {_money(total)} against {whose} median order of {_money(median)}", used
-    return f"Order of {items} totalling {_money(total)} at {at:%H:%M} unlike the training data{_strongest(top)}", used
-
-
-# --- Formatting ----------------------------------------------------------------------------------
-
-
-def _strongest(top: list[dict[str, Any]]) -> str:
-    if not top:
-        return ""
-    first = top[0]
-    value = f" = {_format_value(first['feature'], first['value'])}" if first.get("value") is not None else ""
-    return f"; strongest signal: {first['feature']}{value}"
-
-
-def _session(actions: int, seconds: float) -> str:
-    return _count(actions, "action") + (f" over {_duration(seconds)}" if actions > 1 else "")
-
-
-def _format_value(feature: str, value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if "seconds" in feature or feature.startswith("time_since"):
-        return _duration(float(value))
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}"
-
-
-def _money(amount: float) -> str:
-    return f"{amount:,.2f}"
-
-
-def _times(ratio: float) -> str:
-    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _text(value: Any) -> str | None:
-    """A non-empty string, or None for NA / empty."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    text = str(value)
-    return text or None
-
-
-def _customer(value: Any) -> int | None:
-    if value is None or pd.isna(value) or int(value) < 0:
-        return None
-    return int(value)
-
-
-def _details(value: Any) -> dict[str, Any]:
-    text = _text(value)
-    if text is None:
-        return {}
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        logger.warning("activity details are not JSON: %.80s", text)
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready scalar: numpy scalars unwrapped, NA and non-finite floats as None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    return value
-
-
-def with_session_context(
-    consolidated: pd.DataFrame, activity_sessions: pd.DataFrame, contexts: pd.DataFrame
-) -> pd.DataFrame:
-    """`consolidated` plus, for activities, `session_id` and `session_actions` (the session's actions).
-
-    ``activity_sessions``: ``entity_id, session_id`` of the suspicious activities; ``contexts``:
-    :func:`session_context` of their sessions. Orders, and activities without a session, get NA.
-    """
-    _require_columns(activity_sessions, ("entity_id", "session_id"), "activity_sessions")
-    _require_columns(contexts, ("session_id", "actions"), "contexts")
-    sessions = activity_sessions.assign(entity_type=ENTITY_ACTIVITY).merge(
-        contexts[["session_id", "actions"]], on="session_id", how="left"
-    )
-    merged = consolidated.merge(
-        sessions.rename(columns={"actions": "session_actions"}), on=["entity_type", "entity_id"], how="left"
-    )
-    return merged.astype({"session_id": "str", "session_actions": "str"})
