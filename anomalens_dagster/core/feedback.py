@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import duckdb
@@ -89,7 +89,14 @@ _ENTITY_TABLES = {ENTITY_ACTIVITY: f"{STORE_SCHEMA}.{USER_ACTIVITIES}", ENTITY_O
 
 
 class FeedbackError(ValueError):
-    """A verdict that cannot be recorded: a bad value, or a target the store does not hold."""
+    """A verdict that cannot be recorded: a bad value, or a target the store does not hold.
+
+    `column` names the field at fault, as a landing file's column calls it (for its rejection row).
+    """
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,20 @@ class Verdict:
     @property
     def target(self) -> str:
         return f"incident {self.incident_id}" if self.incident_id else f"{self.entity_type}:{self.entity_id}"
+
+
+@dataclass(frozen=True)
+class PreparedVerdict:
+    """A verdict checked against the store: whether its target was flagged, the values it allows until when."""
+
+    verdict: Verdict
+    flagged: bool
+    allowed_values: tuple[str, ...]
+    allow_until: dt.datetime | None
+
+    @property
+    def is_miss(self) -> bool:
+        return self.verdict.verdict == VERDICT_CONFIRM and not self.flagged
 
 
 @dataclass(frozen=True)
@@ -130,7 +151,7 @@ def parse_entity(text: str) -> tuple[str, int]:
     entity_type, _, entity_id = str(text).strip().partition(":")
     entity_type = entity_type.strip().lower()
     if entity_type not in ENTITY_TYPES or not entity_id.strip().lstrip("-").isdigit():
-        raise FeedbackError(f"entity {text!r}: expected activity:ID or order:ID (ID an integer)")
+        raise FeedbackError(f"entity {text!r}: expected activity:ID or order:ID (ID an integer)", column="entity")
     return entity_type, int(entity_id)
 
 
@@ -139,30 +160,40 @@ def checked_verdict(verdict: Verdict) -> Verdict:
     naming its first problem. Does not look at the store (see `check_target`)."""
     name = (verdict.verdict or "").strip().lower()
     if name not in VERDICTS:
-        raise FeedbackError(f"verdict {verdict.verdict!r}: expected one of {', '.join(VERDICTS)}")
+        raise FeedbackError(f"verdict {verdict.verdict!r}: expected one of {', '.join(VERDICTS)}", column="verdict")
     incident_id = _blank_to_none(verdict.incident_id)
     entity_type = _blank_to_none(verdict.entity_type)
     entity_type = entity_type.lower() if entity_type else None
     if incident_id is not None and (entity_type is not None or verdict.entity_id is not None):
-        raise FeedbackError(f"incident {incident_id}: give an incident id or an entity, not both")
+        raise FeedbackError(f"incident {incident_id}: give an incident id or an entity, not both", column="incident_id")
     if incident_id is None:
         if entity_type is None or verdict.entity_id is None:
-            raise FeedbackError("a verdict needs an incident id, or an entity type and id (activity:ID or order:ID)")
+            raise FeedbackError(
+                "a verdict needs an incident id, or an entity type and id (activity:ID or order:ID)",
+                column="incident_id",
+            )
         if entity_type not in ENTITY_TYPES:
-            raise FeedbackError(f"entity type {entity_type!r}: expected one of {', '.join(ENTITY_TYPES)}")
+            raise FeedbackError(
+                f"entity type {entity_type!r}: expected one of {', '.join(ENTITY_TYPES)}", column="entity_type"
+            )
     allow_kind = _blank_to_none(verdict.allow_kind)
     allow_kind = allow_kind.lower() if allow_kind else None
     if allow_kind is not None:
         if allow_kind not in ALLOW_KINDS:
-            raise FeedbackError(f"allow {allow_kind!r}: expected one of {', '.join(ALLOW_KINDS)}")
+            raise FeedbackError(f"allow {allow_kind!r}: expected one of {', '.join(ALLOW_KINDS)}", column="allow")
         if verdict.allow_days is None or not verdict.allow_days > 0:
-            raise FeedbackError(f"allow {allow_kind}: needs a positive number of days, got {verdict.allow_days}")
+            raise FeedbackError(
+                f"allow {allow_kind}: needs a positive number of days, got {verdict.allow_days}", column="days"
+            )
         if name != VERDICT_DISMISS:
             raise FeedbackError(
-                f"{verdict.target}: an allow rule goes with dismiss (it suppresses future alerts), not with {name}"
+                f"{verdict.target}: an allow rule goes with dismiss (it suppresses future alerts), not with {name}",
+                column="allow",
             )
     elif verdict.allow_days is not None:
-        raise FeedbackError(f"{verdict.target}: allow days given without an allow kind (ip or customer)")
+        raise FeedbackError(
+            f"{verdict.target}: allow days given without an allow kind (ip or customer)", column="allow"
+        )
     return replace(
         verdict,
         verdict=name,
@@ -176,20 +207,23 @@ def checked_verdict(verdict: Verdict) -> Verdict:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
+    """What a verdict is given on: whether a detector flagged it, its IPs and its customers."""
+
     flagged: bool
     ip_addresses: tuple[str, ...]
     customer_ids: tuple[str, ...]
 
 
-def check_target(conn: duckdb.DuckDBPyConnection, verdict: Verdict) -> _Target:
+def check_target(conn: duckdb.DuckDBPyConnection, verdict: Verdict) -> Target:
     """Whether the verdict's incident or entity exists (FeedbackError naming it if not), whether it
     was flagged, and its IPs and customers (for an allow rule)."""
     if verdict.incident_id is not None:
         if not table_exists(conn, INCIDENTS_TABLE_NAME, DETECTIONS_SCHEMA):
             raise FeedbackError(
                 f"unknown incident {verdict.incident_id}: no incidents are stored yet "
-                f"({DETECTIONS_SCHEMA}.{INCIDENTS_TABLE_NAME} does not exist; materialise the incidents asset)"
+                f"({DETECTIONS_SCHEMA}.{INCIDENTS_TABLE_NAME} does not exist; materialise the incidents asset)",
+                column="incident_id",
             )
         rows = conn.execute(
             f"SELECT ip_addresses, customer_ids FROM {DETECTIONS_SCHEMA}.{INCIDENTS_TABLE_NAME} WHERE incident_id = ?",
@@ -197,10 +231,11 @@ def check_target(conn: duckdb.DuckDBPyConnection, verdict: Verdict) -> _Target:
         ).fetchall()
         if not rows:
             raise FeedbackError(
-                f"unknown incident {verdict.incident_id}: not in {DETECTIONS_SCHEMA}.{INCIDENTS_TABLE_NAME}"
+                f"unknown incident {verdict.incident_id}: not in {DETECTIONS_SCHEMA}.{INCIDENTS_TABLE_NAME}",
+                column="incident_id",
             )
         ips, customers = rows[0]
-        return _Target(True, _texts(ips), _texts(customers))
+        return Target(True, _texts(ips), _texts(customers))
     table = _ENTITY_TABLES[verdict.entity_type]
     ip_column = "ip_address" if verdict.entity_type == ENTITY_ACTIVITY else "NULL"
     try:
@@ -210,9 +245,89 @@ def check_target(conn: duckdb.DuckDBPyConnection, verdict: Verdict) -> _Target:
     except duckdb.CatalogException:
         rows = []
     if not rows:
-        raise FeedbackError(f"unknown {verdict.entity_type} {verdict.entity_id}: not in {table}")
+        raise FeedbackError(f"unknown {verdict.entity_type} {verdict.entity_id}: not in {table}", column="entity_id")
     ip, customer = rows[0]
-    return _Target(_is_flagged(conn, verdict.entity_type, verdict.entity_id), _texts([ip]), _texts([customer]))
+    return Target(_is_flagged(conn, verdict.entity_type, verdict.entity_id), _texts([ip]), _texts([customer]))
+
+
+def prepare_verdict(
+    conn: duckdb.DuckDBPyConnection,
+    verdict: Verdict,
+    recorded_at: dt.datetime,
+    delivered: Mapping[str, Iterable[int]] | None = None,
+) -> PreparedVerdict:
+    """The verdict checked against the store (FeedbackError naming its target and what is wrong), with
+    the values its allow rule allows until when. Writes nothing.
+
+    `delivered` (entity type -> ids) names rows that arrive with the verdict, in the same landing
+    delivery: they may be judged (nothing flagged them yet), but not allowed (their IPs and customers
+    are not stored yet).
+    """
+    verdict = checked_verdict(verdict)
+    arriving = verdict.incident_id is None and verdict.entity_id in set((delivered or {}).get(verdict.entity_type, ()))
+    try:
+        target = check_target(conn, verdict)
+    except FeedbackError:
+        if not arriving:
+            raise
+        if verdict.allow_kind is not None:
+            raise FeedbackError(
+                f"{verdict.target}: arrives in this delivery, so it has no stored {verdict.allow_kind} to allow yet; "
+                "deliver the allow rule once the row is stored",
+                column="allow",
+            ) from None
+        target = Target(False, (), ())
+    allowed: tuple[str, ...] = ()
+    allow_until = None
+    if verdict.allow_kind is not None:
+        allowed = target.ip_addresses if verdict.allow_kind == ALLOW_IP else target.customer_ids
+        if not allowed:
+            noun = "IP address" if verdict.allow_kind == ALLOW_IP else "customer"
+            raise FeedbackError(f"{verdict.target}: has no {noun} to allow", column="allow")
+        allow_until = recorded_at + dt.timedelta(days=float(verdict.allow_days))
+    return PreparedVerdict(verdict, target.flagged, allowed, allow_until)
+
+
+def with_feedback_ids(prepared: Sequence[PreparedVerdict], recorded_at: dt.datetime) -> list[RecordedVerdict]:
+    """Prepared verdicts with their ids; ids sort in the given order within one `recorded_at`, so the
+    last verdict on a target in a batch (a landing file) wins."""
+    stamp = f"{recorded_at:%Y%m%dT%H%M%S%f}"
+    batch = uuid.uuid4().hex[:8]
+    return [
+        RecordedVerdict(
+            f"fb-{stamp}-{batch}-{index:05d}", item.verdict, item.flagged, item.allowed_values, item.allow_until
+        )
+        for index, item in enumerate(prepared)
+    ]
+
+
+def feedback_rows(recorded: Sequence[RecordedVerdict], source: str, recorded_at: dt.datetime) -> pd.DataFrame:
+    """The rows of `ops.analyst_feedback` for recorded verdicts: one per verdict, or per allowed value."""
+    rows = []
+    for item in recorded:
+        verdict = item.verdict
+        for value in item.allowed_values or (None,):
+            rows.append(
+                {
+                    "feedback_id": item.feedback_id,
+                    "recorded_at": recorded_at,
+                    "incident_id": verdict.incident_id,
+                    "entity_type": verdict.entity_type,
+                    "entity_id": verdict.entity_id,
+                    "verdict": verdict.verdict,
+                    "note": verdict.note,
+                    "analyst": verdict.analyst,
+                    "source": source,
+                    "allow_kind": verdict.allow_kind if value is not None else None,
+                    "allow_value": value,
+                    "allow_until": item.allow_until if value is not None else None,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS))
+    frame["entity_id"] = frame["entity_id"].astype("Int64")
+    for column in ("recorded_at", "allow_until"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+    return frame
 
 
 def record_verdicts(
@@ -225,46 +340,9 @@ def record_verdicts(
     their order through their ids, so the last one on a target wins.
     """
     ensure_feedback_tables(conn)
-    prepared = []
-    for verdict in verdicts:
-        verdict = checked_verdict(verdict)
-        target = check_target(conn, verdict)
-        allowed: tuple[str, ...] = ()
-        allow_until = None
-        if verdict.allow_kind is not None:
-            allowed = target.ip_addresses if verdict.allow_kind == ALLOW_IP else target.customer_ids
-            if not allowed:
-                raise FeedbackError(
-                    f"{verdict.target}: has no {'IP address' if verdict.allow_kind == ALLOW_IP else 'customer'} "
-                    f"to allow"
-                )
-            allow_until = recorded_at + dt.timedelta(days=float(verdict.allow_days))
-        prepared.append((verdict, target, allowed, allow_until))
-    stamp = f"{recorded_at:%Y%m%dT%H%M%S%f}"
-    batch = uuid.uuid4().hex[:8]
-    recorded, rows = [], []
-    for index, (verdict, target, allowed, allow_until) in enumerate(prepared):
-        feedback_id = f"fb-{stamp}-{batch}-{index:05d}"  # sorts in recording order within one timestamp
-        recorded.append(RecordedVerdict(feedback_id, verdict, target.flagged, allowed, allow_until))
-        for value in allowed or (None,):
-            rows.append(
-                {
-                    "feedback_id": feedback_id,
-                    "recorded_at": recorded_at,
-                    "incident_id": verdict.incident_id,
-                    "entity_type": verdict.entity_type,
-                    "entity_id": verdict.entity_id,
-                    "verdict": verdict.verdict,
-                    "note": verdict.note,
-                    "analyst": verdict.analyst,
-                    "source": source,
-                    "allow_kind": verdict.allow_kind if value is not None else None,
-                    "allow_value": value,
-                    "allow_until": allow_until if value is not None else None,
-                }
-            )
+    recorded = with_feedback_ids([prepare_verdict(conn, verdict, recorded_at) for verdict in verdicts], recorded_at)
     with transaction(conn):
-        insert_feedback_rows(conn, rows)
+        insert_feedback_rows(conn, feedback_rows(recorded, source, recorded_at))
     for item in recorded:
         logger.info(
             "recorded %s on %s from %s%s",
@@ -276,15 +354,11 @@ def record_verdicts(
     return recorded
 
 
-def insert_feedback_rows(conn: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> None:
-    """Append feedback rows (dicts of FEEDBACK_COLUMNS) inside the caller's transaction."""
-    if not rows:
+def insert_feedback_rows(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> None:
+    """Append `feedback_rows` to ops.analyst_feedback, inside the caller's transaction."""
+    if rows.empty:
         return
-    frame = pd.DataFrame(list(rows), columns=list(FEEDBACK_COLUMNS))
-    frame["entity_id"] = frame["entity_id"].astype("Int64")
-    for column in ("recorded_at", "allow_until"):
-        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
-    conn.register("incoming_feedback", frame)
+    conn.register("incoming_feedback", rows)
     try:
         columns = ", ".join(FEEDBACK_COLUMNS)
         conn.execute(f"INSERT INTO {FEEDBACK_TABLE} ({columns}) SELECT {columns} FROM incoming_feedback")
@@ -402,12 +476,18 @@ __all__ = [
     "FEEDBACK_TABLE",
     "OUTCOMES",
     "FeedbackError",
+    "PreparedVerdict",
     "RecordedVerdict",
+    "Target",
     "Verdict",
     "check_target",
     "checked_verdict",
     "ensure_feedback_tables",
     "entity_verdicts",
+    "feedback_rows",
+    "insert_feedback_rows",
     "parse_entity",
+    "prepare_verdict",
     "record_verdicts",
+    "with_feedback_ids",
 ]
