@@ -274,3 +274,23 @@ def validate_settings(settings: Mapping[str, Any], source: str) -> dict[str, dic
             raise SettingsFileError(f"{source}: invalid value in section '{section}': {error}") from error
         validated[section] = dict(values)
     return validated
+
+
+class RecordFeedbackConfig(dg.Config):
+    """An analyst's verdict, given from the launchpad (`record_feedback_job`)."""
+
+    verdict: str = Field(description="confirm (an anomaly: fraud, abuse, a fault) or dismiss (normal for this store).")
+    incident_id: str | None = Field(default=None, description="The incident judged (leave empty to judge an entity).")
+    entity: str | None = Field(
+        default=None,
+        description="Instead of an incident, one row: activity:ID or order:ID (confirming an unflagged "
+        "row records a miss).",
+    )
+    note: str | None = Field(default=None, description="Why: kept with the verdict.")
+    by: str | None = Field(default=None, description="Who gives the verdict.")
+    allow: str | None = Field(
+        default=None,
+        description="With dismiss: 'ip' or 'customer' allows the incident's (or entity's) IPs or customers, so their "
+        "incidents are recorded but raise no alert.",
+    )
+    days: float | None = Field(default=None, gt=0, description="How many days the allow rule lasts.")

@@ -191,3 +191,19 @@ SEVERITY_RATIO_CUTS: dict[str, tuple[float, float]] = {
     DETECTOR_AUTOENCODER: (1.5, 4.0),
     DETECTOR_ENSEMBLE: (1.25, 1.5),
 }
+
+# --- Analyst feedback (contract B; core/feedback.py) -----------------------------------------------
+ANALYST_FEEDBACK = "analyst_feedback"  # append-only table in OPS_SCHEMA: one row per verdict (and allowed value)
+CONFIRMED_ANOMALIES = "confirmed_anomalies"  # view in OPS_SCHEMA: entities whose latest verdict is confirm
+ACTIVE_ALLOW_RULES = "active_allow_rules"  # view in OPS_SCHEMA: IPs and customers allowed until a time
+ENTITY_VERDICTS = "entity_verdicts"  # view in OPS_SCHEMA: each judged entity's latest verdict and outcome
+VERDICT_CONFIRM = "confirm"
+VERDICT_DISMISS = "dismiss"
+VERDICTS = (VERDICT_CONFIRM, VERDICT_DISMISS)
+ALLOW_IP = "ip"
+ALLOW_CUSTOMER = "customer"
+ALLOW_KINDS = (ALLOW_IP, ALLOW_CUSTOMER)
+FEEDBACK_LANDING_KIND = "feedback"  # landing files named feedback*.csv|jsonl|parquet carry verdicts
+THRESHOLD_CALIBRATION = "threshold_calibration"  # report table in DETECTIONS_SCHEMA
+# Calibration proposes thresholds only from this many judged entities on: fewer say too little.
+MIN_CALIBRATION_VERDICTS = 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from anomalens_dagster.assets.detections import clear_anomalies
+from anomalens_dagster.assets.feedback import record_feedback
 from anomalens_dagster.constants import (
     DETECTIONS_GROUP,
     DUCKDB_WRITER_TAGS,
@@ -76,3 +77,20 @@ def clear_anomalies_job() -> None:
 
 
 jobs = [simulate_job, ingest_job, train_job, detect_job, full_pipeline_job, clear_anomalies_job]
+
+
+# --- The analyst's verdicts -------------------------------------------------------------------------
+
+
+@dg.job(
+    tags=DUCKDB_WRITER_TAGS,
+    description=(
+        "Record an analyst's verdict from the launchpad: config `verdict` (confirm|dismiss) and `incident_id` or "
+        "`entity` (activity:ID | order:ID), optional `note`, `by`, and `allow` (ip|customer) with `days`."
+    ),
+)
+def record_feedback_job() -> None:
+    record_feedback()
+
+
+jobs += [record_feedback_job]

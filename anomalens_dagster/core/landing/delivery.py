@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 
 from anomalens_dagster.constants import CUSTOMERS, OPS_SCHEMA, ORDER_ITEMS, ORDERS, USER_ACTIVITIES
+from anomalens_dagster.core.feedback import RecordedVerdict, ensure_feedback_tables, insert_feedback_rows
 from anomalens_dagster.core.landing.ids import IdMap
 from anomalens_dagster.core.landing.mapping import LandingSettings, parse_timestamps
 from anomalens_dagster.core.landing.readers import RawFile, file_sha256, landing_file_kind, read_landing_file
 from anomalens_dagster.core.landing.rules import (
     FACT_KINDS,
+    FEEDBACK_KIND,
+    FILE_KINDS,
     INGESTED_FILES,
     LANDING_KINDS,
     STATUS_DUPLICATE,
@@ -35,6 +38,7 @@ from anomalens_dagster.core.landing.rules import (
     store_columns,
 )
 from anomalens_dagster.core.landing.validation import INTEGER_TEXT, unknown_values_of, validate_rows
+from anomalens_dagster.core.landing.verdicts import landed_feedback_rows, validate_feedback_rows
 from anomalens_dagster.core.landing.writes import (
     compare_with_store,
     days_of,
@@ -82,6 +86,7 @@ class FileIngest:
     pending: pd.DataFrame = field(default_factory=pd.DataFrame)
     unknown_values: dict[str, dict[str, int]] = field(default_factory=dict)
     new_ids: pd.DataFrame = field(default_factory=pd.DataFrame)  # ops.id_map rows for its text ids
+    verdicts: tuple[RecordedVerdict, ...] = ()  # a feedback file's verdicts to append (`loaded` lists them)
 
     def __post_init__(self) -> None:
         accounted = self.rows_loaded + self.rows_updated + self.rows_already_loaded + self.rows_pending
@@ -142,7 +147,7 @@ def prepare_delivery(
     lookup = store_key_lookup(conn)
     id_map = store_id_map(conn)
     results: dict[Path, FileIngest] = {}
-    raw_by_kind: dict[str, list[tuple[Path, str, RawFile]]] = {kind: [] for kind in LANDING_KINDS}
+    raw_by_kind: dict[str, list[tuple[Path, str, RawFile]]] = {kind: [] for kind in FILE_KINDS}
     seen: set[str] = set()
     delivered_before: dict[Path, bool] = {}
     for path in paths:
@@ -208,7 +213,57 @@ def prepare_delivery(
                 result.rows_pending,
                 result.rows_rejected,
             )
+    for path, sha, raw in raw_by_kind[FEEDBACK_KIND]:
+        results[path] = _feedback_ingest(conn, path, sha, raw, now, delivered, delivered_before[path])
     return [results[path] for path in paths]
+
+
+def _feedback_ingest(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    sha: str,
+    raw: RawFile,
+    now: dt.datetime,
+    delivered: dict[str, np.ndarray],
+    delivered_before: bool,
+) -> FileIngest:
+    """A feedback file: its valid verdicts to append (already loaded when these bytes were delivered
+    before: appending them again would undo the verdicts given since), and a rejection per bad row."""
+    verdicts, rejections = validate_feedback_rows(conn, raw.rows, raw.file, now, delivered)
+    rejections = pd.concat([raw.unreadable_rows, rejections], ignore_index=True).sort_values(
+        "line", kind="stable", ignore_index=True
+    )
+    appended = () if delivered_before else tuple(verdicts)
+    loaded = pd.DataFrame(
+        {
+            "feedback_id": [item.feedback_id for item in appended],
+            "target": [item.verdict.target for item in appended],
+            "verdict": [item.verdict.verdict for item in appended],
+        }
+    )
+    result = FileIngest(
+        path,
+        raw.file,
+        FEEDBACK_KIND,
+        sha,
+        raw.rows_in,
+        loaded,
+        rejections,
+        STATUS_LOADED,
+        rows_already_loaded=len(verdicts) - len(appended),
+        pending=pd.DataFrame(),
+        verdicts=appended,
+    )
+    status = file_status(result.rows_in, result.rows_rejected, result.changed_store, delivered_before)
+    logger.info(
+        "%s: %d rows in, %d verdicts, %d already loaded, %d rejected",
+        raw.file,
+        result.rows_in,
+        result.rows_loaded,
+        result.rows_already_loaded,
+        result.rows_rejected,
+    )
+    return _with_status(result, status)
 
 
 def _with_status(result: FileIngest, status: str) -> FileIngest:
@@ -271,7 +326,10 @@ def write_file_ingest(conn: duckdb.DuckDBPyConnection, result: FileIngest, inges
     with transaction(conn):
         if _recorded(conn, result.delivery_id):
             return result
-        if result.kind is not None and result.status != STATUS_QUARANTINED:
+        if result.kind == FEEDBACK_KIND and result.verdicts:
+            ensure_feedback_tables(conn)
+            insert_feedback_rows(conn, landed_feedback_rows(list(result.verdicts), result.file, ingested_at))
+        elif result.kind is not None and result.status != STATUS_QUARANTINED:
             insert_new_rows(conn, result.kind, result.loaded)
             replace_rows(conn, result.kind, result.updated)
             park_pending_rows(conn, result.kind, result.pending, result.delivery_id, ingested_at)
@@ -318,9 +376,9 @@ def ingest_delivery(
 
 def _kind_rank(path: Path) -> int:
     try:
-        return LANDING_KINDS.index(landing_file_kind(path))
+        return FILE_KINDS.index(landing_file_kind(path))
     except UnreadableFileError:
-        return len(LANDING_KINDS)
+        return len(FILE_KINDS)
 
 
 def _delivered_before(conn: duckdb.DuckDBPyConnection, sha256: str) -> bool:

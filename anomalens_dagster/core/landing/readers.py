@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from anomalens_dagster.core.landing.mapping import KindMapping, map_values, rename_columns
 from anomalens_dagster.core.landing.rules import (
     COLUMNS_BY_KIND,
+    FILE_KINDS,
     LANDING_EXTENSIONS,
-    LANDING_KINDS,
     QUARANTINE_DIR,
     UnreadableFileError,
     landing_columns,
@@ -44,10 +44,10 @@ def landing_file_kind(path: str | os.PathLike) -> str:
         raise UnreadableFileError(
             name, f"unknown extension: a landing file ends in one of {', '.join(LANDING_EXTENSIONS)}"
         )
-    kinds = [kind for kind in LANDING_KINDS if lowered.startswith(kind)]
+    kinds = [kind for kind in FILE_KINDS if lowered.startswith(kind)]
     if not kinds:
         raise UnreadableFileError(
-            name, f"unknown kind: a landing file's name starts with one of {', '.join(LANDING_KINDS)}"
+            name, f"unknown kind: a landing file's name starts with one of {', '.join(FILE_KINDS)}"
         )
     return max(kinds, key=len)
 

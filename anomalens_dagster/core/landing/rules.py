@@ -10,8 +10,11 @@ import pandas as pd
 
 from anomalens_dagster.constants import (
     ACTION_TYPES,
+    ALLOW_KINDS,
     CATEGORIES,
     CUSTOMERS,
+    ENTITY_TYPES,
+    FEEDBACK_LANDING_KIND,
     OPS_SCHEMA,
     ORDER_ITEMS,
     ORDER_STATUSES,
@@ -19,6 +22,7 @@ from anomalens_dagster.constants import (
     PARTITIONS_START_DATE,
     PRODUCTS,
     USER_ACTIVITIES,
+    VERDICTS,
 )
 
 INGESTED_FILES = "ingested_files"  # table in OPS_SCHEMA: one row per delivered file
@@ -29,6 +33,11 @@ CATALOG_KINDS = (CATEGORIES, PRODUCTS, CUSTOMERS)  # upserted by id
 FACT_KINDS = (ORDERS, ORDER_ITEMS, USER_ACTIVITIES)  # immutable once loaded
 # Dependency order: files are validated and written in it, so a reference is in the store first.
 LANDING_KINDS = (*CATALOG_KINDS, *FACT_KINDS)
+# Analysts' verdicts (core/feedback.py) land too; they go to ops.analyst_feedback, not to the store.
+FEEDBACK_KIND = FEEDBACK_LANDING_KIND
+# Every kind a landing file may be, in the order a delivery takes them: verdicts last, so that they
+# may judge rows delivered with them.
+FILE_KINDS = (*LANDING_KINDS, FEEDBACK_KIND)
 LANDING_EXTENSIONS = (".jsonl", ".csv", ".parquet")
 QUARANTINE_DIR = "quarantine"  # inside the landing folder
 
@@ -137,6 +146,17 @@ COLUMNS_BY_KIND: dict[str, tuple[Column, ...]] = {
         Column("user_agent", TEXT, required=False),
     ),
 }
+# A verdict names an incident, or an entity by type and id (core/feedback.py checks which).
+COLUMNS_BY_KIND[FEEDBACK_KIND] = (
+    Column("incident_id", TEXT, required=False),
+    Column("entity_type", TEXT, required=False, vocabulary=ENTITY_TYPES),
+    Column("entity_id", INTEGER, required=False),
+    Column("verdict", TEXT, vocabulary=VERDICTS),
+    Column("note", TEXT, required=False),
+    Column("by", TEXT, required=False),
+    Column("allow", TEXT, required=False, vocabulary=ALLOW_KINDS),
+    Column("days", NUMBER, required=False),
+)
 TIME_COLUMN_BY_KIND = {ORDERS: "created_at", USER_ACTIVITIES: "timestamp"}  # order items take their order's
 
 

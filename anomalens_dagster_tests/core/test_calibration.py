@@ -1,0 +1,116 @@
+"""Thresholds calibrated on verdicts: misses lower them, dismissed flags raise them; verdicts as evaluation labels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomalens_dagster.core.calibration import (
+    STATUS_PROPOSED,
+    STATUS_UNCHANGED,
+    best_f1_threshold,
+    calibrate_thresholds,
+    proposed_thresholds,
+    verdict_evaluation_inputs,
+)
+from anomalens_dagster.core.evaluation import evaluate_detections
+
+
+def judged(scores: list[float], confirmed: list[bool], detector: str = "zscore") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "entity_type": "order",
+            "entity_id": np.arange(len(scores), dtype="int64"),
+            "detector": detector,
+            "score": scores,
+            "confirmed": confirmed,
+        }
+    )
+
+
+def test_confirmed_rows_below_the_threshold_misses_lower_it():
+    # Threshold 5: ten dismissed rows score 1-2, ten confirmed rows 6-9 (flagged) and four at 3.5-4 (missed).
+    scores = (
+        [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0]
+        + [6, 7, 8, 9, 6.5, 7.5, 8.5, 9.5, 6.2, 7.2]
+        + [3.5, 3.6, 3.8, 4.0]
+    )
+    confirmed = [False] * 10 + [True] * 14
+    (row,) = calibrate_thresholds(judged(scores, confirmed), {("order", "zscore"): 5.0}).to_dict("records")
+    assert row["n_missed"] == 4
+    assert row["status"] == STATUS_PROPOSED
+    assert 2.0 < row["proposed_threshold"] < 3.5  # between the highest dismissed and the lowest confirmed
+    assert row["proposed_threshold"] == pytest.approx(2.75)
+    assert row["recall_before"] == pytest.approx(10 / 14)
+    assert (row["recall_after"], row["precision_after"], row["f1_after"]) == (1.0, 1.0, 1.0)
+    assert row["f1_after"] > row["f1_before"]
+
+
+def test_dismissed_rows_above_the_threshold_raise_it():
+    # Threshold 1: confirmed rows score 3-6, dismissed ones 1.2-1.6 (flagged: false alarms) and 0.2-0.5.
+    scores = [3, 3.5, 4, 4.5, 5, 5.5, 6, 3.2, 3.7, 4.2] + [1.2, 1.3, 1.4, 1.5, 1.6] + [0.2, 0.3, 0.4, 0.5, 0.45]
+    confirmed = [True] * 10 + [False] * 10
+    (row,) = calibrate_thresholds(judged(scores, confirmed), {("order", "zscore"): 1.0}).to_dict("records")
+    assert row["n_missed"] == 0
+    assert row["precision_before"] == pytest.approx(10 / 15)
+    assert 1.6 < row["proposed_threshold"] < 3.0
+    assert row["precision_after"] == 1.0 and row["recall_after"] == 1.0
+    assert proposed_thresholds(pd.DataFrame([row])) == {("order", "zscore"): row["proposed_threshold"]}
+
+
+def test_a_threshold_that_already_maximises_f1_stays():
+    scores = [0.1 * i for i in range(10)] + [5 + i for i in range(10)]
+    confirmed = [False] * 10 + [True] * 10
+    (row,) = calibrate_thresholds(judged(scores, confirmed), {("order", "zscore"): 3.0}).to_dict("records")
+    assert row["status"] == STATUS_UNCHANGED
+    assert row["proposed_threshold"] == 3.0
+
+
+def test_fewer_than_twenty_verdicts_propose_nothing_and_say_so():
+    (row,) = calibrate_thresholds(judged([1.0, 9.0] * 9, [False, True] * 9), {("order", "zscore"): 5.0}).to_dict(
+        "records"
+    )
+    assert math.isnan(row["proposed_threshold"])
+    assert row["status"].startswith("too few verdicts: 18 judged order rows, at least 20 needed")
+    assert proposed_thresholds(pd.DataFrame([row])) == {}
+
+
+def test_verdicts_of_one_kind_only_propose_nothing():
+    (row,) = calibrate_thresholds(
+        judged([float(i) for i in range(25)], [True] * 25), {("order", "zscore"): 5.0}
+    ).to_dict("records")
+    assert row["status"].startswith("needs both confirmed and dismissed")
+
+
+def test_when_every_row_must_be_flagged_the_threshold_goes_below_the_lowest_score_and_stays_positive():
+    threshold = best_f1_threshold(np.array([0.4, 0.6, 0.9]), np.array([True, True, True]), current=1.0)
+    assert 0 < threshold < 0.4
+
+
+def test_verdicts_become_evaluation_labels_of_the_judged_rows_only():
+    scores = pd.DataFrame(
+        {
+            "entity_type": "activity",
+            "entity_id": [1, 2, 3, 4],
+            "detector": "ensemble",
+            "score": [3.0, 2.0, 0.5, 0.1],
+            "is_anomaly": [True, True, False, False],
+        }
+    )
+    verdicts = pd.DataFrame(
+        {
+            "entity_type": "activity",
+            "entity_id": [1, 2, 3],
+            "verdict": ["confirm", "dismiss", "confirm"],  # 3 is a miss; 4 was never judged
+            "incident_id": ["inc-1", "inc-1", None],
+        }
+    )
+    judged_scores, labels = verdict_evaluation_inputs(scores, verdicts)
+    assert sorted(judged_scores["entity_id"]) == [1, 2, 3]
+    assert list(labels["episode_id"]) == ["inc-1", "activity:3"]
+    (pooled, _kind) = evaluate_detections(judged_scores, labels).to_dict("records")
+    assert (pooled["true_positives"], pooled["false_positives"], pooled["false_negatives"]) == (1, 1, 1)
+    assert pooled["precision"] == 0.5 and pooled["recall"] == 0.5
