@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from anomalens_dagster.assets.alerts import alert_outbox
 from anomalens_dagster.assets.detections import (
     activity_scores,
     anomalies,
@@ -35,6 +36,8 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     "detection": [(model.op.name, "detection") for model in model_assets],
     # The ingest reads `landing` from the settings file itself, at run time (no op config).
     "landing": [],
+    # The alert outbox reads `alerts` from the settings file itself, at run time.
+    "alerts": [],
 }
 
 defs = dg.Definitions(
@@ -54,6 +57,7 @@ defs = dg.Definitions(
         activity_timeline,
         anomaly_summary,
         anomaly_report,
+        alert_outbox,
     ],
     asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks],
     jobs=jobs,

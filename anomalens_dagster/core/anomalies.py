@@ -250,6 +250,11 @@ def mask_email(email: str) -> str:
     return f"{kept}***{at}{domain}"
 
 
+def mask_emails(text: str) -> str:
+    """`text` with every e-mail address in it masked like :func:`mask_email` (``jo***@example.com``)."""
+    return _EMAIL.sub(r"\1***@", text)
+
+
 def severity(detector: str, score: float, threshold: float) -> str:
     """The severity of one hit (the rule of the module docstring)."""
     cuts = _cuts_of(detector, SEVERITY_RATIO_CUTS)
