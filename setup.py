@@ -30,12 +30,16 @@ setup(
         "tabulate>=0.9",
         # Charts of the HTML anomaly report; plotly.js is inlined so the file opens offline.
         "plotly>=5.20",
+        # Slack alerts: dagster-slack's SlackResource (slack_sdk's WebClient, whose API base URL tests point to a fake).
+        "dagster-slack>=0.29,<0.30",
     ],
     extras_require={
         "dev": [
             "pytest>=8.0",
             "pytest-timeout>=2.3",
             "playwright>=1.45",
+            # A real SMTP server on loopback for the e-mail alert tests.
+            "aiosmtpd>=1.4",
         ],
     },
     entry_points={"console_scripts": ["anomalens=anomalens_dagster.cli:main"]},

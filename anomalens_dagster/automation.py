@@ -8,7 +8,8 @@ launches the runs; no hand-written sensor decides which days to refresh. What tr
   anomaly records, as one run per day;
 - a detector gets a new version -> the scores and records of the last `DEFAULT_RESCORE_DAYS` days;
 - new anomaly records -> the consolidated anomalies and the reports, once the days are written;
-- Mondays -> the detectors retrain (and as soon as features exist, when a detector was never trained).
+- Mondays -> the detectors retrain (and as soon as features exist, when a detector was never trained);
+- incidents written -> the alert outbox adds and sends their alerts (its retries: sensors.py).
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ model_retraining = (
     )
     & _idle()
 ).with_label("retrain weekly")
+
+# Incidents requested in the same tick count, so a new High incident is sent by the run that writes it.
+alert_outbox_refresh = (AutomationCondition.any_deps_updated().since_last_handled() & _idle()).with_label(
+    "send alerts when incidents are written"
+)
 
 automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     name="automation_condition_sensor",

@@ -228,15 +228,131 @@ class IncidentsConfig(dg.Config):
     )
 
 
+
+class WebhookTargetConfig(dg.Config):
+    """A JSON webhook that receives every alert (POST, `Idempotency-Key` header)."""
+
+    url: str = Field(description="URL the alerts are POSTed to as JSON.")
+    token_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the webhook's token (never the token itself); empty: no auth header.",
+    )
+    auth_header: str = Field(default="Authorization", description="Header that carries the token.")
+    auth_scheme: str = Field(
+        default="Bearer",
+        description="Written before the token in the header ('Bearer <token>'); empty: the token alone.",
+    )
+
+
+class SlackTargetConfig(dg.Config):
+    """A Slack channel that receives every alert, posted with a bot token (dagster-slack's SlackResource)."""
+
+    channel: str = Field(description="Channel to post to, e.g. '#fraud-alerts' or a channel id.")
+    token_env: str = Field(
+        default=c.DEFAULT_SLACK_TOKEN_ENV,
+        description="Environment variable holding the Slack bot token (never the token itself).",
+    )
+    api_url: str = Field(
+        default=c.DEFAULT_SLACK_API_URL, description="Base URL of Slack's Web API (change only for a proxy or a test)."
+    )
+
+
+class EmailTargetConfig(dg.Config):
+    """Recipients who receive every alert by e-mail over SMTP."""
+
+    host: str = Field(description="SMTP server.")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 for STARTTLS submission).")
+    sender: str = Field(description="From address of the alerts.")
+    recipients: list[str] = Field(min_length=1, description="To addresses.")
+    starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS before logging in.")
+    user_env: str | None = Field(
+        default=None, description="Environment variable holding the SMTP user name; empty: no login."
+    )
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the SMTP password (never the password itself)."
+    )
+
+
+class AlertsConfig(dg.Config):
+    """Who is told about new incidents (and a store gone quiet), and how failed deliveries are retried."""
+
+    min_severity: str = Field(
+        default=c.DEFAULT_ALERT_MIN_SEVERITY,
+        description=f"Incidents of this severity or worse are notified ({', '.join(c.SEVERITIES)}).",
+    )
+    notify_since_days: float = Field(
+        default=c.DEFAULT_ALERT_NOTIFY_SINCE_DAYS,
+        gt=0,
+        description="Incidents whose last row is older than this many days are never notified (turning alerts on "
+        "over a long history does not send its past).",
+    )
+    stale_after_hours: float = Field(
+        default=c.DEFAULT_STALE_AFTER_HOURS,
+        gt=0,
+        description="Alert once when no landed or simulated rows have arrived for this many hours.",
+    )
+    retry_initial_seconds: float = Field(
+        default=c.DEFAULT_ALERT_RETRY_INITIAL_SECONDS,
+        gt=0,
+        description="Wait after a failed delivery before the first retry; each next wait doubles.",
+    )
+    retry_max_seconds: float = Field(
+        default=c.DEFAULT_ALERT_RETRY_MAX_SECONDS, gt=0, description="Longest wait between two delivery attempts."
+    )
+    send_timeout_seconds: float = Field(
+        default=c.DEFAULT_ALERT_SEND_TIMEOUT_SECONDS, gt=0, description="Give up on one attempt after this long."
+    )
+    webhook: WebhookTargetConfig | None = Field(default=None, description="JSON webhook target.")
+    slack: SlackTargetConfig | None = Field(default=None, description="Slack target.")
+    email: EmailTargetConfig | None = Field(default=None, description="E-mail target.")
+
+    @field_validator("min_severity")
+    @classmethod
+    def _severity_is_known(cls, value: str) -> str:
+        if value not in c.SEVERITIES:
+            raise ValueError(f"must be one of {', '.join(c.SEVERITIES)}, got {value!r}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _targets_name_known_keys(cls, values: Any) -> Any:
+        # Config classes accept unknown nested keys silently: a typo (`tokn_env`) must fail naming it.
+        if isinstance(values, Mapping):
+            for name, target_class in (
+                ("webhook", WebhookTargetConfig),
+                ("slack", SlackTargetConfig),
+                ("email", EmailTargetConfig),
+            ):
+                target = values.get(name)
+                if isinstance(target, Mapping):
+                    unknown = sorted(set(target) - set(target_class.model_fields))
+                    if unknown:
+                        raise ValueError(
+                            f"unknown key(s) {', '.join(unknown)} in '{name}' "
+                            f"(known: {', '.join(sorted(target_class.model_fields))})"
+                        )
+        return values
+
+    @model_validator(mode="after")
+    def _retry_delays_are_ordered(self) -> AlertsConfig:
+        if self.retry_initial_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"retry_initial_seconds ({self.retry_initial_seconds}) exceeds retry_max_seconds ({self.retry_max_seconds})"
+            )
+        return self
+
+
 SIMULATION_SECTION = "simulation"
 LANDING_SECTION = "landing"
 INCIDENTS_SECTION = "incidents"
+ALERTS_SECTION = "alerts"
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     SIMULATION_SECTION: SimulationConfig,
     "training": TrainingConfig,
     "detection": DetectionConfig,
     LANDING_SECTION: LandingConfig,
     INCIDENTS_SECTION: IncidentsConfig,
+    ALERTS_SECTION: AlertsConfig,
 }
 
 

@@ -207,3 +207,20 @@ FEEDBACK_LANDING_KIND = "feedback"  # landing files named feedback*.csv|jsonl|pa
 THRESHOLD_CALIBRATION = "threshold_calibration"  # report table in DETECTIONS_SCHEMA
 # Calibration proposes thresholds only from this many judged entities on: fewer say too little.
 MIN_CALIBRATION_VERDICTS = 20
+
+# --- Alerts --------------------------------------------------------------------------------------
+ALERTS = "alerts"  # table in OPS_SCHEMA: the outbox, one row per (incident, target)
+ALERT_OUTBOX = "alert_outbox"  # the asset that fills and sends the outbox
+ALERT_TARGETS = ("webhook", "slack", "email")
+DEFAULT_ALERT_MIN_SEVERITY = SEVERITY_HIGH
+# A demo store is simulated once a day (00:15 UTC, yesterday's traffic): its newest row is then up
+# to 24 h 15 min old just before the next day arrives, so 26 h leaves the schedule some slack.
+DEFAULT_STALE_AFTER_HOURS = 26.0
+# Turning alerts on over a long history must not mail its past: older incidents are left alone.
+DEFAULT_ALERT_NOTIFY_SINCE_DAYS = 2.0
+# Failed deliveries wait 30 s, 60 s, 120 s, ... at most an hour between attempts.
+DEFAULT_ALERT_RETRY_INITIAL_SECONDS = 30.0
+DEFAULT_ALERT_RETRY_MAX_SECONDS = 3600.0
+DEFAULT_ALERT_SEND_TIMEOUT_SECONDS = 10.0
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_SLACK_TOKEN_ENV = "ANOMALENS_SLACK_TOKEN"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from anomalens_dagster.assets.alerts import alert_outbox
 from anomalens_dagster.assets.detections import (
     activity_scores,
     anomalies,
@@ -37,6 +38,8 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     # The ingest reads `landing` from the settings file itself, at run time (no op config).
     "landing": [],
     "incidents": [(incidents.op.name, None)],
+    # The alert outbox reads `alerts` from the settings file itself, at run time.
+    "alerts": [],
 }
 
 defs = dg.Definitions(
@@ -57,6 +60,7 @@ defs = dg.Definitions(
         activity_timeline,
         anomaly_summary,
         anomaly_report,
+        alert_outbox,
     ],
     asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks],
     jobs=jobs,

@@ -7,6 +7,7 @@ import dagster as dg
 from anomalens_dagster.assets.detections import clear_anomalies
 from anomalens_dagster.assets.feedback import record_feedback
 from anomalens_dagster.constants import (
+    ALERT_OUTBOX,
     DETECTIONS_GROUP,
     DUCKDB_WRITER_TAGS,
     FEATURES_GROUP,
@@ -76,7 +77,15 @@ def clear_anomalies_job() -> None:
     clear_anomalies()
 
 
-jobs = [simulate_job, ingest_job, train_job, detect_job, full_pipeline_job, clear_anomalies_job]
+deliver_alerts_job = dg.define_asset_job(
+    name="deliver_alerts_job",
+    selection=dg.AssetSelection.assets(ALERT_OUTBOX),
+    description="Add alerts for new High incidents (and a store gone quiet) to the outbox and send every due one.",
+    tags=UNATTENDED_RUN_TAGS,
+)
+
+
+jobs = [simulate_job, ingest_job, train_job, detect_job, full_pipeline_job, clear_anomalies_job, deliver_alerts_job]
 
 
 # --- The analyst's verdicts -------------------------------------------------------------------------

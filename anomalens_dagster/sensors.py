@@ -5,15 +5,19 @@ changed files; the ingest reports a materialisation of each store day it changed
 automation (automation.py, evaluated by `automation_condition_sensor`) refreshes those days.
 """
 
+import datetime as dt
 import json
 import os
+import time
 
 import dagster as dg
 
+from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA
 from anomalens_dagster.assets.landing import ingested_files
 from anomalens_dagster.automation import automation_condition_sensor
+from anomalens_dagster.constants import ALERT_OUTBOX, DEFAULT_ALERT_RETRY_MAX_SECONDS
 from anomalens_dagster.core.landing import list_landing_files
-from anomalens_dagster.jobs import ingest_job
+from anomalens_dagster.jobs import deliver_alerts_job, ingest_job
 from anomalens_dagster.resources import LandingZone
 
 # Part of the latency from a file landing to its anomaly records (issue: within a minute); listing
@@ -76,4 +80,45 @@ def _step_error(event: dg.DagsterEvent) -> str:
     return error.message.strip() if error is not None else ""
 
 
-sensors = [landing_zone_sensor, automation_condition_sensor, run_failure_log_sensor]
+# Due deliveries are looked for every 15 s; the first retry waits 30 s.
+ALERT_SENSOR_INTERVAL_SECONDS = 15
+# However the last outbox run ended (even killed before it could report), the outbox runs again
+# within the longest backoff: a claimed alert whose run died is due again by then.
+ALERT_HEARTBEAT_SECONDS = DEFAULT_ALERT_RETRY_MAX_SECONDS
+
+
+# A sensor, not an automation condition: when the outbox is next due is data (its earliest retry, or
+# the moment the store turns stale), reported in the outbox's last materialisation, which no condition
+# reads. It reads Dagster's event log only, never DuckDB.
+@dg.sensor(
+    job=deliver_alerts_job,
+    minimum_interval_seconds=ALERT_SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Launches deliver_alerts_job when a failed alert is due for its retry or the store may have gone stale (the "
+        "time the alert outbox's last materialisation reported), and at least hourly. Never opens DuckDB."
+    ),
+)
+def alert_delivery_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(ALERT_OUTBOX))
+    if event is None:
+        return dg.SensorResult(skip_reason="the alert outbox was never materialised: nothing waits")
+    now = time.time()
+    heartbeat = event.timestamp + ALERT_HEARTBEAT_SECONDS
+    metadata = event.asset_materialization.metadata if event.asset_materialization else {}
+    reported = metadata.get(NEXT_DUE_METADATA)
+    due = min(reported.value, heartbeat) if reported is not None else heartbeat
+    if now < due:
+        when = dt.datetime.fromtimestamp(due, dt.UTC).isoformat(timespec="seconds")
+        return dg.SensorResult(skip_reason=f"nothing due before {when}")
+    # One run per reported due time; past the heartbeat, one per heartbeat period (a failed run is not repeated
+    # every tick, and the daemon re-executes it by itself).
+    run_key = (
+        f"alerts:{event.storage_id}:{due:.0f}"
+        if due < heartbeat
+        else f"alerts:heartbeat:{now // ALERT_HEARTBEAT_SECONDS:.0f}"
+    )
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key)])
+
+
+sensors = [landing_zone_sensor, automation_condition_sensor, run_failure_log_sensor, alert_delivery_sensor]

@@ -33,7 +33,12 @@ def test_every_schedule_and_sensor_resolves_and_targets_a_defined_job():
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
 
     assert set(schedules) == {"daily_simulation_schedule"}
-    assert set(sensors) == {"landing_zone_sensor", "automation_condition_sensor", "run_failure_log_sensor"}
+    assert set(sensors) == {
+        "landing_zone_sensor",
+        "automation_condition_sensor",
+        "run_failure_log_sensor",
+        "alert_delivery_sensor",
+    }
     for schedule in schedules.values():
         assert schedule.job_name in job_names
     for sensor in sensors.values():
@@ -47,7 +52,7 @@ def test_every_derived_asset_refreshes_by_an_automation_condition():
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
     ]
-    assert len(derived) == 20
+    assert len(derived) == 21
     assert all(asset_graph.get(key).automation_condition is not None for key in derived)
 
 
