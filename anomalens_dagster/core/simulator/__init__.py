@@ -58,18 +58,24 @@ count equal to that target. Rates of 0 inject nothing.
 from anomalens_dagster.core.simulator.catalogue import Catalog, TrafficPools, simulate_catalog
 from anomalens_dagster.core.simulator.day import SIMULATION_BATCH_ACTIVITIES, simulate_day, simulate_days
 from anomalens_dagster.core.simulator.frames import SimulatedDay, day_id_base
-from anomalens_dagster.core.simulator.settings import SimulationSettings
+from anomalens_dagster.core.simulator.pricing import MAX_TOTAL_TO_ITEMS, MIN_TOTAL_TO_ITEMS, SHIPPING_FEE
+from anomalens_dagster.core.simulator.settings import SimulationSettings, UnknownAnomalyKindError, check_anomaly_kinds
 from anomalens_dagster.core.simulator.vocabulary import DETAIL_COLUMNS, DETAIL_KEYS, DETAIL_KEYS_BY_ACTION
 
 __all__ = [
     "DETAIL_COLUMNS",
     "DETAIL_KEYS",
     "DETAIL_KEYS_BY_ACTION",
+    "MAX_TOTAL_TO_ITEMS",
+    "MIN_TOTAL_TO_ITEMS",
+    "SHIPPING_FEE",
     "SIMULATION_BATCH_ACTIVITIES",
     "Catalog",
     "SimulatedDay",
     "SimulationSettings",
     "TrafficPools",
+    "UnknownAnomalyKindError",
+    "check_anomaly_kinds",
     "day_id_base",
     "simulate_catalog",
     "simulate_day",
