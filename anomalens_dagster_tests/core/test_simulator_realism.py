@@ -126,8 +126,11 @@ def test_some_customers_mistype_their_password_and_leave_in_about_one_and_a_half
     assert 0.007 < gave_up.sum() / browsing.sum() < 0.025
     assert sessions.loc[gave_up, "rows"].between(1, 2).all()
     # They come from the customer's own IP, and nobody labels them.
-    labelled = set(day.simulation_labels["entity_id"])
-    assert not normal.loc[normal["session_id"].isin(sessions.index[gave_up]), "id"].isin(labelled).any()
+    labels = day.simulation_labels
+    labelled = labels.loc[labels["entity_type"] == constants.ENTITY_ACTIVITY, "entity_id"]
+    gave_up_rows = day.user_activities[day.user_activities["session_id"].isin(sessions.index[gave_up])]
+    assert len(gave_up_rows) == sessions.loc[gave_up, "rows"].sum()
+    assert not gave_up_rows["id"].isin(labelled).any()
 
 
 def test_power_shoppers_click_through_long_sessions_seconds_apart_in_about_three_percent_of_browsing(catalog, normal):

@@ -185,11 +185,16 @@ def draw_credential_stuffing(rng: np.random.Generator, settings: SimulationSetti
     user_agent = attacker_user_agents(rng, pools, n)
     episode, pos, gap_us = episode_rows(rng, sizes, _STUFFING_GAP_S)
     n_rows = len(episode)
-    uniform = np.arange(1, len(pools.customer_cdf) + 1, dtype=np.float64)
-    account = distinct_picks(rng, episode, np.cumsum(sizes) - sizes, uniform)
-    made_up = rng.random(n_rows) < _STUFFING_MADE_UP_PROB
-    email = np.where(made_up, pick_from(rng, pools.made_up_emails, n_rows), account)
-    success = ~made_up & (rng.random(n_rows) < _STUFFING_SUCCESS_PROB)
+    # Emails of a leaked list: customers' (login_emails starts with them, by customer index) and others.
+    n_customers, n_emails = len(pools.customer_cdf), len(pools.login_emails)
+    weight = np.where(
+        np.arange(n_emails) < n_customers,
+        (1 - _STUFFING_MADE_UP_PROB) / n_customers,
+        _STUFFING_MADE_UP_PROB / max(n_emails - n_customers, 1),
+    )
+    email = distinct_picks(rng, episode, np.cumsum(sizes) - sizes, np.cumsum(weight))
+    account = np.where(email < n_customers, email, -1)
+    success = (account >= 0) & (rng.random(n_rows) < _STUFFING_SUCCESS_PROB)
     return injected_rows(
         constants.ANOMALY_KIND_CREDENTIAL_STUFFING,
         episode,
