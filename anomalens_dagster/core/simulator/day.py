@@ -100,15 +100,17 @@ def simulate_day(settings: SimulationSettings, day: dt.date, catalog: Catalog) -
     n_sessions = len(session_owner)
     t_us, session_start = place_in_day(time_rng, rows, session_owner, night)
     session_rank = rank(session_start)
+    # Site sessions: a timing unit's parts (contiguous, in time order), numbered by their first action.
+    opens = np.ones(len(rows), dtype=bool)
+    opens[1:] = (rows.session[1:] != rows.session[:-1]) | (rows.part[1:] != rows.part[:-1])
+    site_session = np.cumsum(opens) - 1
+    session_number = rank(t_us[opens])[site_session]
     # Rows ordered by time, ties by session. The key is unique (a session's actions are strictly
     # increasing in time) and fits int64: t_us < 8.64e10 and fewer than 5e7 sessions.
     chronological = np.argsort(t_us * max(n_sessions, 1) + session_rank[rows.session])
     rows = take_rows(rows, chronological)
     t_us = t_us[chronological]
-    # Site sessions: a timing unit's parts, numbered by their first action.
-    parts = int(rows.part.max()) + 1 if len(rows) else 1
-    _, first_row, site_session = np.unique(rows.session * parts + rows.part, return_index=True, return_inverse=True)
-    session_number = rank(first_row)[site_session]
+    session_number = session_number[chronological]
     day_frames = assemble(day, base, rows, t_us, session_number, orders, pools)
     logger.debug(
         "Simulated %s: %d orders, %d activities in %d sessions, %d labels",

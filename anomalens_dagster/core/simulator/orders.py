@@ -42,17 +42,14 @@ def draw_orders(
     n = settings.orders_per_day
     customer = pick(rng, pools.customer_cdf, n)
     business = pools.profiles.business[customer]
-    n_lines = np.where(
-        business, _line_counts(rng, _BUSINESS_LINE_PROBS, pools, n), _line_counts(rng, _ORDER_LINE_PROBS, pools, n)
-    )
+    n_lines = _line_counts(rng, _ORDER_LINE_PROBS, pools, n)
+    n_lines[business] = _line_counts(rng, _BUSINESS_LINE_PROBS, pools, int(business.sum()))
     line_start = np.cumsum(n_lines) - n_lines
     line_order = np.repeat(np.arange(n), n_lines)
     line_product = distinct_picks(rng, line_order, line_start, pools.product_cdf)
-    line_quantity = np.where(
-        business[line_order],
-        rng.integers(_BUSINESS_QUANTITY[0], _BUSINESS_QUANTITY[1] + 1, size=len(line_order)),
-        rng.choice(np.arange(1, len(QUANTITY_PROBS) + 1), size=len(line_order), p=QUANTITY_PROBS),
-    )
+    line_quantity = rng.choice(np.arange(1, len(QUANTITY_PROBS) + 1), size=len(line_order), p=QUANTITY_PROBS)
+    business_line = np.flatnonzero(business[line_order])
+    line_quantity[business_line] = rng.integers(_BUSINESS_QUANTITY[0], _BUSINESS_QUANTITY[1] + 1, len(business_line))
     status_probs = [_ORDER_STATUS_PROBS[status] for status in constants.ORDER_STATUSES]
     status = rng.choice(len(status_probs), size=n, p=status_probs)
     abnormal = rng.choice(n, size=stochastic_round(rng, settings.order_anomaly_rate * n), replace=False)
@@ -64,7 +61,9 @@ def draw_orders(
     anomaly_kind = np.full(n, -1, dtype=np.int64)
     line_labelled = np.zeros(len(line_order), dtype=bool)
     if settings.injects(constants.ANOMALY_KIND_QUANTITY_HOARDING):
-        normal = np.setdiff1d(np.arange(n), abnormal)
+        is_abnormal = np.zeros(n, dtype=bool)
+        is_abnormal[abnormal] = True
+        normal = np.flatnonzero(~is_abnormal)
         hoarding = hoard_rng.choice(
             normal,
             size=min(len(normal), stochastic_round(hoard_rng, settings.quantity_hoarding_rate * n)),
@@ -138,5 +137,4 @@ def injected_orders(
 def _line_counts(rng: np.random.Generator, probs: tuple[float, ...], pools: TrafficPools, n: int) -> np.ndarray:
     """1-5 lines per order, at most the number of products."""
     max_lines = min(len(probs), len(pools.product_cdf))
-    line_probs = np.array(probs[:max_lines])
-    return rng.choice(np.arange(1, max_lines + 1), size=n, p=line_probs / line_probs.sum())
+    return pick(rng, np.cumsum(probs[:max_lines]), n) + 1
