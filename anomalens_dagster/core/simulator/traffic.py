@@ -48,7 +48,7 @@ _PROFILE_UPDATE_PROB = 0.05  # a customer's browsing session contains an update_
 _ORDER_VIEW_PROB = 0.60  # an order's add_to_carts are each preceded by a view_product
 _ORDER_MEAN_EXTRA_ACTIONS = 2.5  # browsing actions before an order's cart
 _ORDER_SPARE_SHARE = 0.6  # at most this share of spare actions is spent on order sessions
-_MIN_GAP_S = 3.0  # normal actions are never closer than this, so they never look like a burst
+_MIN_GAP_S = 3.0  # normal actions are this far apart at least (power shoppers: _FAST_MIN_GAP_S)
 _MEDIAN_EXTRA_GAP_S = 15.0
 _MAX_GAP_S = 180.0
 
