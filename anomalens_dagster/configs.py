@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
-from anomalens_dagster.core.simulator import SimulationSettings
+from anomalens_dagster.core.simulator import SimulationSettings, check_anomaly_kinds
 
 
 class SimulationConfig(dg.Config):
@@ -44,12 +44,55 @@ class SimulationConfig(dg.Config):
         le=0.5,
         description="Share of activities that belong to runs of 5-20 failed logins for one email from one IP.",
     )
+    account_takeover_rate: float = Field(
+        default=c.DEFAULT_ACCOUNT_TAKEOVER_RATE,
+        ge=0.0,
+        le=0.5,
+        description="Share of activities in account takeovers: a customer's account logged into from an IP and user "
+        "agent new to them, the profile changed, then an order of the store's dearest products.",
+    )
+    card_testing_rate: float = Field(
+        default=c.DEFAULT_CARD_TESTING_RATE,
+        ge=0.0,
+        le=0.5,
+        description="Share of activities in card testing: 3-10 small orders within minutes from one IP, placed by "
+        "accounts that never shopped before.",
+    )
+    scraping_rate: float = Field(
+        default=c.DEFAULT_SCRAPING_RATE,
+        ge=0.0,
+        le=0.5,
+        description="Share of activities in scraping: one IP viewing 40-120 distinct products at a steady 15-35 s pace.",
+    )
+    credential_stuffing_rate: float = Field(
+        default=c.DEFAULT_CREDENTIAL_STUFFING_RATE,
+        ge=0.0,
+        le=0.5,
+        description="Share of activities in credential stuffing: logins against 20-60 distinct accounts from one IP, "
+        "10-120 s apart, mostly failing.",
+    )
+    quantity_hoarding_rate: float = Field(
+        default=c.DEFAULT_QUANTITY_HOARDING_RATE,
+        ge=0.0,
+        le=0.5,
+        description="Share of orders that take 20-100 units of one product at its normal price.",
+    )
+    anomaly_kinds: list[str] = Field(
+        default_factory=lambda: list(c.ANOMALY_KINDS),
+        description=f"Kinds of anomaly injected (default all: {', '.join(c.ANOMALY_KINDS)}); a kind left out is "
+        "not injected and the others keep their rates.",
+    )
 
     schedule: bool = Field(
         default=False,
         description="Whether the daily simulation schedule simulates yesterday's traffic into the store; only a "
         "demo sets it (a real store's data comes from the landing zone).",
     )
+
+    @field_validator("anomaly_kinds")
+    @classmethod
+    def _anomaly_kinds_are_known(cls, value: list[str]) -> list[str]:
+        return list(check_anomaly_kinds(value))
 
     def to_settings(self) -> SimulationSettings:
         return SimulationSettings(**self.model_dump(exclude={"schedule"}))

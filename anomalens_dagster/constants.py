@@ -77,11 +77,21 @@ ANOMALY_KIND_HIGH_TOTAL = "order_high_total"
 ANOMALY_KIND_LOW_TOTAL = "order_low_total"
 ANOMALY_KIND_BURST = "activity_burst"
 ANOMALY_KIND_FAILED_LOGINS = "failed_login_run"
+ANOMALY_KIND_ACCOUNT_TAKEOVER = "account_takeover"
+ANOMALY_KIND_CARD_TESTING = "card_testing"
+ANOMALY_KIND_SCRAPING = "scraping"
+ANOMALY_KIND_CREDENTIAL_STUFFING = "credential_stuffing"
+ANOMALY_KIND_QUANTITY_HOARDING = "quantity_hoarding"
 ANOMALY_KINDS = (
     ANOMALY_KIND_HIGH_TOTAL,
     ANOMALY_KIND_LOW_TOTAL,
     ANOMALY_KIND_BURST,
     ANOMALY_KIND_FAILED_LOGINS,
+    ANOMALY_KIND_ACCOUNT_TAKEOVER,
+    ANOMALY_KIND_CARD_TESTING,
+    ANOMALY_KIND_SCRAPING,
+    ANOMALY_KIND_CREDENTIAL_STUFFING,
+    ANOMALY_KIND_QUANTITY_HOARDING,
 )
 ENTITY_ORDER = "order"
 ENTITY_ACTIVITY = "activity"
@@ -96,6 +106,13 @@ DEFAULT_ACTIVITIES_PER_DAY = 10_000
 DEFAULT_ORDER_ANOMALY_RATE = 0.02  # share of a day's orders whose total is abnormal
 DEFAULT_BURST_RATE = 0.01  # share of a day's activities that belong to injected bursts
 DEFAULT_FAILED_LOGIN_RATE = 0.005  # share of a day's activities that belong to failed-login runs
+# The kinds added for issue 14. With these defaults about 3 % of a day's activities and 3 % of its
+# orders are injected (measured at the default sizes: README, "The simulated store").
+DEFAULT_ACCOUNT_TAKEOVER_RATE = 0.003  # share of a day's activities in account takeovers
+DEFAULT_CARD_TESTING_RATE = 0.003  # share of a day's activities in card-testing runs
+DEFAULT_SCRAPING_RATE = 0.005  # share of a day's activities in scraping sweeps
+DEFAULT_CREDENTIAL_STUFFING_RATE = 0.004  # share of a day's activities in credential stuffing
+DEFAULT_QUANTITY_HOARDING_RATE = 0.005  # share of a day's orders that hoard one product
 
 # --- Training and detection defaults -------------------------------------------------------------
 DEFAULT_TRAINING_DAYS = 30

@@ -25,6 +25,9 @@ from anomalens_dagster.constants import (
 )
 from anomalens_dagster.core.simulator import (
     DETAIL_KEYS_BY_ACTION,
+    MAX_TOTAL_TO_ITEMS,
+    MIN_TOTAL_TO_ITEMS,
+    SHIPPING_FEE,
     SimulatedDay,
     day_id_base,
     simulate_catalog,
@@ -263,10 +266,15 @@ def check_activities_reference_customers(duckdb: AnomaLensDuckDB) -> dg.AssetChe
 
 @dg.asset_check(
     asset=ORDERS,
-    description="Simulated orders that are not injected anomalies total exactly the sum of their items' price x quantity.",
+    description=(
+        "Simulated orders that are not injected anomalies charge their items with at most the largest discount "
+        f"and at most the highest tax plus shipping: items x {MIN_TOTAL_TO_ITEMS:g} <= total <= items x "
+        f"{MAX_TOTAL_TO_ITEMS:g} + {SHIPPING_FEE:g} (the simulator's pricing)."
+    ),
     pool=DUCKDB_POOL,
 )
 def check_normal_order_totals_match_items(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
+    # Half a cent of slack each way for the rounding of the discount and of the tax.
     mismatches = _count(
         duckdb,
         f"""SELECT count(*) FROM {qualified(ORDERS)} o
@@ -275,10 +283,16 @@ def check_normal_order_totals_match_items(duckdb: AnomaLensDuckDB) -> dg.AssetCh
             WHERE o.source = $source
               AND NOT EXISTS (SELECT 1 FROM {qualified(SIMULATION_LABELS)} l
                               WHERE l.entity_type = 'order' AND l.entity_id = o.id)
-              AND abs(o.total_amount - coalesce(i.items_total, 0)) > 0.005""",
-        {"source": SIMULATOR_SOURCE},
+              AND (o.total_amount < coalesce(i.items_total, 0) * $min_share - 0.005
+                   OR o.total_amount > coalesce(i.items_total, 0) * $max_share + $shipping + 0.005)""",
+        {
+            "source": SIMULATOR_SOURCE,
+            "min_share": MIN_TOTAL_TO_ITEMS,
+            "max_share": MAX_TOTAL_TO_ITEMS,
+            "shipping": SHIPPING_FEE,
+        },
     )
-    return _violations_result(mismatches, "normal orders whose total differs from their items")
+    return _violations_result(mismatches, "normal orders whose total lies outside the pricing bounds of their items")
 
 
 @dg.asset_check(

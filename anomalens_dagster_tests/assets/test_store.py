@@ -9,9 +9,16 @@ import dagster as dg
 import duckdb
 import pytest
 
-from anomalens_dagster.constants import ANOMALY_KIND_BURST
+from anomalens_dagster.assets.store import (
+    check_normal_order_totals_match_items,
+    simulated_store_days,
+    store_catalog,
+    store_checks,
+)
+from anomalens_dagster.constants import ANOMALY_KIND_BURST, ANOMALY_KIND_QUANTITY_HOARDING
 from anomalens_dagster.core import simulator
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 from anomalens_dagster_tests.assets.conftest import DAYS, EVENT_TABLES, RANGE_TAGS, materialize_store
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 
@@ -135,3 +142,42 @@ def test_a_range_write_that_fails_in_its_last_group_of_days_leaves_it_as_it_was_
     assert not result.success
     assert day_contents(db_path, DAYS[-1]) == last_day_before
     assert day_contents(db_path, DAYS[0]) == first_day_with_seed_99
+
+
+def test_the_simulation_settings_file_chooses_the_injected_kinds(duckdb_resource, db_path, small_simulation, tmp_path):
+    settings_path = tmp_path / "settings.yaml"
+    settings_path.write_text(
+        "simulation:\n  anomaly_kinds: [activity_burst, quantity_hoarding]\n  quantity_hoarding_rate: 0.1\n"
+    )
+
+    result = dg.materialize(
+        [store_catalog, simulated_store_days, *store_checks],
+        resources={"duckdb": duckdb_resource, "settings": SettingsFile(path=str(settings_path))},
+        run_config={"ops": {name: {"config": small_simulation} for name in ("store_catalog", "simulated_store_days")}},
+        partition_key=DAYS[0],
+    )
+
+    assert result.success
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        kinds = {
+            kind for (kind,) in conn.execute("SELECT DISTINCT anomaly_kind FROM store.simulation_labels").fetchall()
+        }
+    assert kinds == {ANOMALY_KIND_BURST, ANOMALY_KIND_QUANTITY_HOARDING}
+
+
+def test_the_order_total_check_fails_on_a_normal_order_charged_outside_the_pricing_bounds(
+    duckdb_resource, db_path, small_simulation
+):
+    materialize_store(duckdb_resource, small_simulation, partition_key=DAYS[0])
+    assert check_normal_order_totals_match_items(duckdb=duckdb_resource).passed
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute(
+            """UPDATE store.orders SET total_amount = total_amount * 1.5 + 10
+               WHERE id = (SELECT min(id) FROM store.orders
+                           WHERE id NOT IN (SELECT entity_id FROM store.simulation_labels WHERE entity_type = 'order'))"""
+        )
+
+    result = check_normal_order_totals_match_items(duckdb=duckdb_resource)
+
+    assert not result.passed
+    assert result.metadata["violations"].value == 1

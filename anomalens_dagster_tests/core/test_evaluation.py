@@ -256,6 +256,7 @@ def test_simulated_labels_evaluate_without_reshaping():
     settings = SimulationSettings(
         seed=7, num_categories=3, num_products=20, num_customers=50, orders_per_day=60,
         activities_per_day=600, order_anomaly_rate=0.1, burst_rate=0.05, failed_login_rate=0.05,
+        anomaly_kinds=(ANOMALY_KIND_HIGH_TOTAL, ANOMALY_KIND_LOW_TOTAL, BURST, FAILED),
     )  # fmt: skip
     day = simulate_day(settings, dt.date(2026, 1, 5), simulate_catalog(settings))
     labels = day.simulation_labels

@@ -17,6 +17,9 @@ from anomalens_dagster.core.simulator import (
     DETAIL_COLUMNS,
     DETAIL_KEYS,
     DETAIL_KEYS_BY_ACTION,
+    MAX_TOTAL_TO_ITEMS,
+    MIN_TOTAL_TO_ITEMS,
+    SHIPPING_FEE,
     SimulatedDay,
     SimulationSettings,
     day_id_base,
@@ -36,6 +39,11 @@ SETTINGS = SimulationSettings(
     order_anomaly_rate=0.1,
     burst_rate=0.05,
     failed_login_rate=0.03,
+    account_takeover_rate=0.02,
+    card_testing_rate=0.02,
+    scraping_rate=0.05,
+    credential_stuffing_rate=0.03,
+    quantity_hoarding_rate=0.05,
 )
 # Large enough for rates and the daily cycle to show.
 LARGE_SETTINGS = dataclasses.replace(
@@ -95,8 +103,13 @@ def day(catalog) -> SimulatedDay:
 
 
 @pytest.fixture(scope="module")
-def large_day() -> SimulatedDay:
-    return simulate_day(LARGE_SETTINGS, DAY, simulate_catalog(LARGE_SETTINGS))
+def large_catalog():
+    return simulate_catalog(LARGE_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def large_day(large_catalog) -> SimulatedDay:
+    return simulate_day(LARGE_SETTINGS, DAY, large_catalog)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -301,18 +314,34 @@ def test_orders_have_one_to_five_distinct_products_at_catalog_price(catalog, day
     lines = items.groupby("order_id").size()
     assert lines.between(1, 5).all()
     assert not items.duplicated(["order_id", "product_id"]).any()
-    assert items["quantity"].between(1, 5).all()
-    assert (items["quantity"] <= 3).mean() > 0.9
+    normal = items[~items["order_id"].isin(labelled_ids(day, constants.ENTITY_ORDER))]
+    business = (
+        normal["order_id"]
+        .map(day.orders.set_index("id")["customer_id"] - 1)
+        .map(lambda customer: catalog.pools.profiles.business[customer])
+    )
+    assert normal.loc[~business, "quantity"].between(1, 5).all()
+    assert normal.loc[business, "quantity"].between(3, 12).all()
+    assert (normal.loc[~business, "quantity"] <= 3).mean() > 0.9
     catalog_price = catalog.products.set_index("id")["price"]
     assert np.array_equal(items["price"].to_numpy(), catalog_price.loc[items["product_id"]].to_numpy())
     assert set(day.orders["status"]) <= set(constants.ORDER_STATUSES)
 
 
-def test_normal_order_totals_equal_the_cost_of_their_items(day):
+def assert_totals_within_pricing_bounds(simulated: SimulatedDay, orders: pd.DataFrame) -> None:
+    cost = items_cost(simulated).loc[orders["id"]].to_numpy()
+    total = orders["total_amount"].to_numpy()
+    assert (total >= cost * MIN_TOTAL_TO_ITEMS - 0.005).all()
+    assert (total <= cost * MAX_TOTAL_TO_ITEMS + SHIPPING_FEE + 0.005).all()
+
+
+def test_normal_order_totals_charge_their_items_with_discounts_tax_and_shipping_within_bounds(day):
     normal = day.orders[~day.orders["id"].isin(labelled_ids(day, constants.ENTITY_ORDER))]
+    assert len(normal) > 0.7 * len(day.orders)
+    assert_totals_within_pricing_bounds(day, normal)
     cost = items_cost(day).loc[normal["id"]].to_numpy()
-    assert len(normal) > 0.8 * len(day.orders)
-    np.testing.assert_allclose(normal["total_amount"].to_numpy(), cost, atol=1e-9)
+    assert (np.abs(normal["total_amount"].to_numpy() - cost) > 0.005).mean() > 0.5
+    assert np.allclose(normal["total_amount"], normal["total_amount"].round(2))
 
 
 def test_every_order_has_one_purchase_by_its_customer_at_its_time_with_its_total(day):
@@ -410,18 +439,25 @@ def test_logins_open_sessions_and_logouts_close_them(day):
     assert by_session.shift(-1)[logouts].isna().all()
 
 
-def test_a_mistyped_password_is_followed_by_a_successful_login_with_that_email(catalog, day):
-    normal = normal_activities(day)
-    following = normal.groupby("session_id")[["action_type", "customer_id"]].shift(-1)
+def test_a_mistyped_password_is_followed_by_a_login_with_that_email_or_by_leaving(large_catalog, large_day):
+    normal = normal_activities(large_day)
+    following = normal.groupby("session_id")[["action_type", "customer_id", "details_attempted_email"]].shift(-1)
     typos = normal["action_type"] == "failed_login"
-    assert typos.sum() >= 3
-    assert (following.loc[typos, "action_type"] == "login").all()
-    email_of = catalog.customers.set_index("id")["email"]
-    logged_in_email = email_of.loc[following.loc[typos, "customer_id"]].to_numpy()
-    assert (logged_in_email == normal.loc[typos, "details_attempted_email"].to_numpy()).all()
+    then_login = typos & (following["action_type"] == "login")
+    then_retry = typos & (following["action_type"] == "failed_login")
+    then_leave = typos & following["action_type"].isna()
+    assert then_login.sum() >= 3 and then_leave.sum() >= 3
+    assert (then_login | then_retry | then_leave)[typos].all()
+    email_of = large_catalog.customers.set_index("id")["email"]
+    logged_in_email = email_of.loc[following.loc[then_login, "customer_id"]].to_numpy()
+    assert (logged_in_email == normal.loc[then_login, "details_attempted_email"].to_numpy()).all()
+    assert (
+        following.loc[then_retry, "details_attempted_email"] == normal.loc[then_retry, "details_attempted_email"]
+    ).all()
+    assert count_failed_login_runs(normal) == 0
 
 
-def test_sessions_keep_one_ip_and_user_agent_with_actions_seconds_to_minutes_apart(day):
+def test_sessions_keep_one_ip_and_user_agent_with_actions_seconds_to_minutes_apart(catalog, day):
     normal = normal_activities(day)
     by_session = normal.groupby("session_id")
     assert (by_session["ip_address"].nunique() == 1).all()
@@ -429,7 +465,11 @@ def test_sessions_keep_one_ip_and_user_agent_with_actions_seconds_to_minutes_apa
     assert (by_session["customer_id"].nunique() <= 1).all()
     gaps = by_session["timestamp"].diff().dropna()
     assert len(gaps) > 0
-    assert gaps.between(3 * SECOND, 180 * SECOND).all()
+    assert gaps.between(1 * SECOND, 180 * SECOND).all()
+    # Only power shoppers click faster than every 3 s.
+    quick_sessions = normal.loc[gaps[gaps < 3 * SECOND].index, "customer_id"]
+    assert quick_sessions.notna().all()
+    assert (quick_sessions - 1).isin(catalog.pools.profiles.power_shoppers).all()
     assert by_session.size().max() > 1
 
 
@@ -453,18 +493,23 @@ def test_session_ids_are_unique_to_one_day(catalog, day):
     assert day.user_activities["session_id"].str.startswith("20261120-").all()
 
 
-def test_customers_browse_from_their_usual_ips_and_anonymous_visitors_from_the_anonymous_pool(catalog, day):
+def test_customers_browse_from_their_usual_ips_or_a_carrier_ip_and_anonymous_visitors_from_theirs(catalog, day):
     pools = catalog.pools
     normal = normal_activities(day)
-    known = normal[normal["customer_id"].notna()]
+    carrier_ips = set(pools.ip_addresses.take(pools.carrier_ips))
+    known = normal[normal["customer_id"].notna() & ~normal["ip_address"].isin(carrier_ips)]
     usual = {
         (customer + 1, pools.ip_addresses[ip])
         for customer in range(len(pools.customer_ips))
         for ip in pools.customer_ips[customer]
     }
     assert all(pair in usual for pair in zip(known["customer_id"], known["ip_address"], strict=True))
-    anonymous_ips = set(pools.ip_addresses.take(pools.anonymous_ips))
-    anonymous_sessions = normal.groupby("session_id")["customer_id"].transform("count") == 0
+    on_carrier = normal[normal["customer_id"].notna() & normal["ip_address"].isin(carrier_ips)]
+    assert pools.profiles.mobile[(on_carrier["customer_id"] - 1).to_numpy()].all()
+    anonymous_ips = set(pools.ip_addresses.take(pools.anonymous_ips)) | carrier_ips
+    # A customer who mistypes the password and leaves is anonymous too, but on their own IP.
+    by_session = normal.assign(typed=normal["action_type"] == "failed_login").groupby("session_id")
+    anonymous_sessions = (by_session["customer_id"].transform("count") == 0) & ~by_session["typed"].transform("any")
     assert anonymous_sessions.any()
     assert normal.loc[anonymous_sessions, "ip_address"].isin(anonymous_ips).all()
 
@@ -497,7 +542,13 @@ def test_labels_point_at_existing_rows_of_their_entity(day):
     assert labelled_ids(day, constants.ENTITY_ORDER).isin(day.orders["id"]).all()
     assert labelled_ids(day, constants.ENTITY_ACTIVITY).isin(day.user_activities["id"]).all()
     order_kinds = labels.loc[labels["entity_type"] == constants.ENTITY_ORDER, "anomaly_kind"]
-    assert set(order_kinds) == {constants.ANOMALY_KIND_HIGH_TOTAL, constants.ANOMALY_KIND_LOW_TOTAL}
+    assert set(order_kinds) == {
+        constants.ANOMALY_KIND_HIGH_TOTAL,
+        constants.ANOMALY_KIND_LOW_TOTAL,
+        constants.ANOMALY_KIND_ACCOUNT_TAKEOVER,
+        constants.ANOMALY_KIND_CARD_TESTING,
+        constants.ANOMALY_KIND_QUANTITY_HOARDING,
+    }
     assert labels["episode_id"].str.startswith(f"{DAY.isoformat()}:").all()
 
 
@@ -547,10 +598,14 @@ def test_abnormal_totals_are_10_to_100_times_the_cost_or_10_cents_to_10(day):
     assert (orders.loc[low, "total_amount"] < cost.loc[low]).all()
 
 
-def test_an_abnormal_order_and_its_purchase_share_one_label_episode(day):
+def test_an_abnormal_total_order_and_its_purchase_share_one_label_episode(day):
     labels = day.simulation_labels
     purchases = day.user_activities.set_index("id")
-    order_labels = labels[labels["entity_type"] == constants.ENTITY_ORDER]
+    order_labels = labels[
+        (labels["entity_type"] == constants.ENTITY_ORDER)
+        & labels["anomaly_kind"].isin([constants.ANOMALY_KIND_HIGH_TOTAL, constants.ANOMALY_KIND_LOW_TOTAL])
+    ]
+    assert len(order_labels) > 0
     activity_labels = labels[labels["entity_type"] == constants.ENTITY_ACTIVITY].set_index("episode_id")
     for order_label in order_labels.itertuples():
         partner = activity_labels.loc[[order_label.episode_id]]
@@ -565,7 +620,7 @@ def test_injected_counts_match_the_rates(large_day):
     labels = large_day.simulation_labels
     kinds = labels.groupby(["entity_type", "anomaly_kind"]).size()
     order_kinds = kinds.loc[constants.ENTITY_ORDER]
-    abnormal = order_kinds.sum()
+    abnormal = order_kinds[[constants.ANOMALY_KIND_HIGH_TOTAL, constants.ANOMALY_KIND_LOW_TOTAL]].sum()
     expected = LARGE_SETTINGS.order_anomaly_rate * LARGE_SETTINGS.orders_per_day
     assert abs(abnormal - expected) <= 1
     # 70 % high totals: within four binomial standard deviations.
@@ -579,12 +634,14 @@ def test_injected_counts_match_the_rates(large_day):
 
 
 def test_zero_rates_inject_nothing(catalog):
-    quiet = dataclasses.replace(SETTINGS, order_anomaly_rate=0.0, burst_rate=0.0, failed_login_rate=0.0)
+    rates = ["order_anomaly_rate", "burst_rate", "failed_login_rate", "account_takeover_rate", "card_testing_rate"]
+    rates += ["scraping_rate", "credential_stuffing_rate", "quantity_hoarding_rate"]
+    quiet = dataclasses.replace(SETTINGS, **dict.fromkeys(rates, 0.0))
     simulated = simulate_day(quiet, DAY, catalog)
     assert simulated.simulation_labels.empty
     assert len(simulated.user_activities) == quiet.activities_per_day
-    cost = items_cost(simulated).loc[simulated.orders["id"]].to_numpy()
-    np.testing.assert_allclose(simulated.orders["total_amount"].to_numpy(), cost, atol=1e-9)
+    assert len(simulated.orders) == quiet.orders_per_day
+    assert_totals_within_pricing_bounds(simulated, simulated.orders)
     assert count_failed_login_runs(simulated.user_activities) == 0
     assert count_bursts(simulated.user_activities) == 0
 

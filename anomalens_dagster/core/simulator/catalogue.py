@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
+from anomalens_dagster.core.simulator.profiles import CustomerProfiles, simulate_profiles
 from anomalens_dagster.core.simulator.settings import SimulationSettings
 from anomalens_dagster.core.simulator.vocabulary import US_PER_S
 
@@ -74,20 +75,27 @@ class TrafficPools:
     likewise. Numpy arrays are read-only.
     """
 
-    ip_addresses: pd.api.extensions.ExtensionArray  # str, unique: customers', anonymous, attackers'
-    customer_ips: np.ndarray  # int64 (num_customers, 3): their 1-3 usual IPs, padded by repetition
+    # str, unique: customers' own, anonymous, attackers', offices', mobile carriers'
+    ip_addresses: pd.api.extensions.ExtensionArray
+    # int64 (num_customers, 3): their 1-3 usual IPs (an office worker's last one is the office's),
+    # padded by repetition
+    customer_ips: np.ndarray
     customer_ip_counts: np.ndarray  # int64 (num_customers,)
     anonymous_ips: np.ndarray  # int64 indices of anonymous visitors' IPs
     attacker_ips: np.ndarray  # int64 indices of IPs used only by injected anomalies
+    carrier_ips: np.ndarray  # int64 indices of mobile carriers' shared IPs
     user_agents: pd.api.extensions.ExtensionArray  # str: browser user agents, then HTTP-library ones
     customer_user_agents: np.ndarray  # int64 (num_customers, 3), padded like customer_ips
     customer_user_agent_counts: np.ndarray  # int64 (num_customers,)
     browser_user_agents: np.ndarray  # int64 indices of browser user agents
     script_user_agents: np.ndarray  # int64 indices of HTTP-library user agents (attackers only)
-    customer_cdf: np.ndarray  # float64 cumulative activity weight of the customers
+    # float64 cumulative activity weight of the customers (0 for the fresh accounts kept for fraud)
+    customer_cdf: np.ndarray
     product_cdf: np.ndarray  # float64 cumulative popularity of the products
     product_names: pd.api.extensions.ExtensionArray  # str
     product_price_cents: np.ndarray  # int64
+    cheap_products: np.ndarray  # int64 indices of the cheapest quarter of the products
+    expensive_products: np.ndarray  # int64 indices of the dearest tenth of the products
     search_queries: pd.api.extensions.ExtensionArray  # str
     search_cdf: np.ndarray  # float64 cumulative popularity of the queries
     urls: pd.api.extensions.ExtensionArray  # str: every URL an action can carry
@@ -98,6 +106,7 @@ class TrafficPools:
     profile_urls: np.ndarray  # int64 indices of the pages `update_profile` submits
     login_emails: pd.api.extensions.ExtensionArray  # str: customers' emails (by index), made-up ones
     made_up_emails: np.ndarray  # int64 indices into login_emails of emails no customer has
+    profiles: CustomerProfiles
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,12 +128,13 @@ def simulate_catalog(settings: SimulationSettings) -> Catalog:
     does not reprice products. Faker (seeded per stream) fills the name, email, IP and user-agent
     pools; numpy draws everything numeric.
     """
-    streams = np.random.SeedSequence([settings.seed, 0]).spawn(4)
+    streams = np.random.SeedSequence([settings.seed, 0]).spawn(5)
     fake = Faker("en_US")
     category_nouns, categories = _simulate_categories(settings, fake, streams[0])
     products = _simulate_products(settings, fake, streams[1], categories, category_nouns)
     customers = _simulate_customers(settings, fake, streams[2])
-    pools = _simulate_pools(settings, fake, streams[3], categories, products, customers, category_nouns)
+    profiles = simulate_profiles(np.random.default_rng(streams[4]), settings.num_customers)
+    pools = _simulate_pools(settings, fake, streams[3], categories, products, customers, category_nouns, profiles)
     logger.debug(
         "Simulated catalog: %d categories, %d products, %d customers",
         len(categories),
@@ -274,23 +284,34 @@ def _simulate_pools(
     products: pd.DataFrame,
     customers: pd.DataFrame,
     category_nouns: list[tuple[str, ...]],
+    profiles: CustomerProfiles,
 ) -> TrafficPools:
     _seed_faker(fake, stream)
     rng = np.random.default_rng(stream)
     n_customers = settings.num_customers
     customer_emails = set(customers["email"])
 
-    # IPs: each customer's usual ones (their own), anonymous visitors', attackers'; all distinct.
+    # IPs: each customer's usual ones (their own), anonymous visitors', attackers', offices' and
+    # mobile carriers'; all distinct.
     ip_counts = rng.choice(np.arange(1, 4), size=n_customers, p=_CUSTOMER_POOL_COUNT_PROBS)
     n_customer_ips = int(ip_counts.sum())
     n_anonymous_ips = max(200, n_customers)
     n_attacker_ips = max(10, n_customers // 30)
-    ips = _unique_ips(fake, n_customer_ips + n_anonymous_ips + n_attacker_ips)
+    group_sizes = (n_customer_ips, n_anonymous_ips, n_attacker_ips, profiles.n_offices, profiles.n_carrier_ips)
+    ips = _unique_ips(fake, sum(group_sizes))
+    group_starts = np.cumsum((0, *group_sizes))
+    _, anonymous_ips, attacker_ips, office_ips, carrier_ips = (
+        np.arange(start, start + size, dtype=np.int64)
+        for start, size in zip(group_starts[:-1], group_sizes, strict=True)
+    )
     first_ip = np.cumsum(ip_counts) - ip_counts
     offsets = np.minimum(np.arange(3), ip_counts[:, None] - 1)
     customer_ips = first_ip[:, None] + offsets
-    anonymous_ips = np.arange(n_customer_ips, n_customer_ips + n_anonymous_ips)
-    attacker_ips = np.arange(n_customer_ips + n_anonymous_ips, len(ips))
+    # An office worker's last usual IP (a third one replaced, else one more) is the office's.
+    worker = np.flatnonzero(profiles.office >= 0)
+    office_slot = np.minimum(ip_counts[worker], 2)
+    customer_ips[worker, office_slot] = office_ips[profiles.office[worker]]
+    ip_counts[worker] = office_slot + 1
 
     # User agents: a pool of browsers shared by everyone, HTTP libraries for attackers only.
     browsers, shares = zip(*_BROWSER_MIX, strict=True)
@@ -335,6 +356,11 @@ def _simulate_pools(
             made_up_emails[email] = None
     login_emails = customers["email"].tolist() + list(made_up_emails)
 
+    customer_weight = rng.lognormal(0.0, 1.0, size=n_customers)
+    customer_weight[profiles.fresh_accounts] = 0.0
+    price_cents = np.round(products["price"].to_numpy() * 100).astype(np.int64)
+    by_price = np.argsort(price_cents, kind="stable").astype(np.int64)
+
     return TrafficPools(
         ip_addresses=pd.array(ips, dtype="str"),
         customer_ips=_frozen(customer_ips.astype(np.int64)),
@@ -346,10 +372,13 @@ def _simulate_pools(
         customer_user_agent_counts=_frozen(ua_counts.astype(np.int64)),
         browser_user_agents=_frozen(np.arange(len(browser_agents), dtype=np.int64)),
         script_user_agents=_frozen(np.arange(len(browser_agents), len(user_agents), dtype=np.int64)),
-        customer_cdf=_frozen(np.cumsum(rng.lognormal(0.0, 1.0, size=n_customers))),
+        carrier_ips=_frozen(carrier_ips),
+        customer_cdf=_frozen(np.cumsum(customer_weight)),
         product_cdf=_zipf_cdf(rng, len(products), 0.8),
         product_names=pd.array(products["name"], dtype="str"),
-        product_price_cents=_frozen(np.round(products["price"].to_numpy() * 100).astype(np.int64)),
+        product_price_cents=_frozen(price_cents),
+        cheap_products=_frozen(by_price[: max(1, len(by_price) // 4)]),
+        expensive_products=_frozen(by_price[-max(1, len(by_price) // 10) :]),
         search_queries=pd.array(search_queries, dtype="str"),
         search_cdf=_zipf_cdf(rng, len(search_queries), 1.0),
         urls=pd.array([url for group in url_groups for url in group], dtype="str"),
@@ -361,4 +390,5 @@ def _simulate_pools(
         profile_urls=profile_index,
         login_emails=pd.array(login_emails, dtype="str"),
         made_up_emails=_frozen(np.arange(n_customers, len(login_emails), dtype=np.int64)),
+        profiles=profiles,
     )

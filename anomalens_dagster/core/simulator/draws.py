@@ -12,6 +12,11 @@ _HOURLY_ACTIVITY_WEIGHTS = (
     0.9, 0.6, 0.4, 0.3, 0.3, 0.4, 0.7, 1.2, 1.8, 2.3, 2.6, 2.9,
     3.2, 3.1, 2.9, 2.8, 2.9, 3.1, 3.4, 3.8, 4.0, 3.6, 2.6, 1.6,
 )  # fmt: skip
+# Night owls (profiles.py) shop mostly between 21 h and 3 h.
+_NIGHT_OWL_HOURLY_WEIGHTS = (
+    3.6, 3.4, 2.8, 2.0, 1.2, 0.6, 0.4, 0.3, 0.3, 0.3, 0.4, 0.5,
+    0.6, 0.6, 0.6, 0.6, 0.7, 0.8, 1.0, 1.4, 2.0, 2.8, 3.4, 3.6,
+)  # fmt: skip
 
 
 def pick(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndarray:
@@ -47,10 +52,18 @@ def episode_sizes(rng: np.random.Generator, target_rows: float, low: int, high: 
     return sizes[:k]
 
 
-def time_of_day_us(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Microseconds after midnight, following the daily activity cycle."""
-    hour = pick(rng, np.cumsum(_HOURLY_ACTIVITY_WEIGHTS), size)
+def time_of_day_us(rng: np.random.Generator, size: int, night: np.ndarray | None = None) -> np.ndarray:
+    """Microseconds after midnight, following the daily activity cycle (the night owls' where ``night``)."""
+    u = rng.random(size)
+    hour = _hour_at(u, _HOURLY_ACTIVITY_WEIGHTS)
+    if night is not None:
+        hour = np.where(night, _hour_at(u, _NIGHT_OWL_HOURLY_WEIGHTS), hour)
     return hour * 3600 * US_PER_S + rng.integers(0, 3600 * US_PER_S, size=size)
+
+
+def _hour_at(u: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
+    cdf = np.cumsum(weights)
+    return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), len(cdf) - 1)
 
 
 def rank(values: np.ndarray) -> np.ndarray:
@@ -58,3 +71,21 @@ def rank(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values), dtype=np.int64)
     ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
     return ranks
+
+
+def distinct_picks(rng: np.random.Generator, group: np.ndarray, group_start: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    """Items drawn with the weights whose cumulative sum is ``cdf``, redrawn where a group (an order's
+    lines, an episode's rows; contiguous, starting at ``group_start``) would hold one twice."""
+    n_items = len(cdf)
+    item = pick(rng, cdf, len(group))
+    for _ in range(20):
+        key = group * n_items + item
+        by_key = np.argsort(key, kind="stable")
+        repeated = by_key[1:][key[by_key][1:] == key[by_key][:-1]]
+        if repeated.size == 0:
+            return item
+        item[repeated] = pick(rng, cdf, repeated.size)
+    # Small pools with steep weights, or groups larger than the pool: consecutive items from each
+    # group's first one.
+    position = np.arange(len(group)) - group_start[group]
+    return (item[group_start[group]] + position) % n_items

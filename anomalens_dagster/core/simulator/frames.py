@@ -60,10 +60,12 @@ def assemble(
     base: int,
     rows: Rows,
     t_us: np.ndarray,
-    session_rank: np.ndarray,
+    session_number: np.ndarray,
     orders: Orders,
     pools: TrafficPools,
 ) -> SimulatedDay:
+    """The day's frames from its rows in time order; ``session_number`` numbers each row's site
+    session (0-based, in order of the sessions' first actions)."""
     midnight_us = int(np.datetime64(day, "us").astype(np.int64))
     n_rows, n_orders = len(rows), len(orders.customer)
     code = rows.code
@@ -111,13 +113,13 @@ def assemble(
     purchase_total[purchases] = orders.total[subject[purchases]]
     purchase_order_id = np.zeros(n_rows, dtype=np.int64)
     purchase_order_id[purchases] = order_id[subject[purchases]]
-    session_ids = _session_ids(day, len(session_rank))
+    session_ids = _session_ids(day, int(session_number.max()) + 1 if n_rows else 0)
     activity_id = base + 1 + np.arange(n_rows, dtype=np.int64)
     activities_frame = _frame(
         {
             "id": activity_id,
             "customer_id": pd.arrays.IntegerArray(np.maximum(rows.customer, 0) + 1, rows.customer < 0),
-            "session_id": session_ids.take(session_rank[rows.session]),
+            "session_id": session_ids.take(session_number),
             "timestamp": (midnight_us + t_us).astype("datetime64[us]"),
             "action_type": pd.array(constants.ACTION_TYPES, dtype="str").take(code),
             "ip_address": pools.ip_addresses.take(rows.ip),
@@ -134,7 +136,7 @@ def assemble(
         }
     )
 
-    labels_frame = _labels(day, rows, session_rank, activity_id, orders, order_id, purchase_row)
+    labels_frame = _labels(day, rows, t_us, activity_id, orders, order_id, order_time)
     return SimulatedDay(
         orders=orders_frame,
         order_items=items_frame,
@@ -152,45 +154,47 @@ def _session_ids(day: dt.date, n_sessions: int) -> pd.api.extensions.ExtensionAr
 def _labels(
     day: dt.date,
     rows: Rows,
-    session_rank: np.ndarray,
+    t_us: np.ndarray,
     activity_id: np.ndarray,
     orders: Orders,
     order_id: np.ndarray,
-    purchase_row: np.ndarray,
+    order_time: np.ndarray,
 ) -> pd.DataFrame:
-    """One label per injected row; episodes numbered per kind in chronological order."""
-    abnormal = np.flatnonzero(orders.anomaly_kind >= 0)
-    injected = np.flatnonzero(rows.kind >= 0)
-    # An abnormal order is an episode alone; an injected activity's episode is its session. Order
-    # ids and session ranks both grow with time, so ranking them numbers episodes chronologically.
-    kind = np.concatenate([orders.anomaly_kind[abnormal], rows.kind[injected]])
-    when = np.concatenate([order_id[abnormal], session_rank[rows.session[injected]]])
-    episode = np.zeros(len(kind), dtype=np.int64)
-    for code in np.unique(kind):
-        mine = kind == code
-        episode[mine] = np.unique(when[mine], return_inverse=True)[1] + 1
-    kind_names = pd.array(constants.ANOMALY_KINDS, dtype="str")
+    """One label per injected order and activity; episodes numbered per kind in order of their first row."""
+    labelled_orders = np.flatnonzero(orders.anomaly_kind >= 0)
+    labelled_rows = np.flatnonzero(rows.kind >= 0)
+    kind = np.concatenate([orders.anomaly_kind[labelled_orders], rows.kind[labelled_rows]])
+    drawn_episode = np.concatenate([orders.episode[labelled_orders], rows.episode[labelled_rows]])
+    when = np.concatenate([order_time[labelled_orders], t_us[labelled_rows]])
+    is_activity = np.arange(len(kind)) >= len(labelled_orders)
+    entity_id = np.concatenate([order_id[labelled_orders], activity_id[labelled_rows]])
+
+    # Each draw numbers its own episodes; renumber them per kind, chronologically, from 1.
+    stride = int(drawn_episode.max()) + 1 if len(kind) else 1
+    episodes, episode_of_label = np.unique(kind * stride + drawn_episode, return_inverse=True)
+    first_seen = np.full(len(episodes), np.iinfo(np.int64).max)
+    np.minimum.at(first_seen, episode_of_label, when)
+    episode_kind = episodes // stride
+    by_kind_then_time = np.lexsort((first_seen, episode_kind))
+    position = np.empty(len(episodes), dtype=np.int64)
+    position[by_kind_then_time] = np.arange(len(episodes))
+    kind_start = np.searchsorted(episode_kind[by_kind_then_time], episode_kind)
+    number = position - kind_start + 1
     episode_ids = pd.array(
         np.strings.add(
-            np.strings.add(f"{day.isoformat()}:", np.array(constants.ANOMALY_KINDS)[kind]),
-            np.strings.add(":", episode.astype(np.str_)),
+            np.strings.add(f"{day.isoformat()}:", np.array(constants.ANOMALY_KINDS)[episode_kind]),
+            np.strings.add(":", number.astype(np.str_)),
         ),
         dtype="str",
     )
 
-    # An abnormal order is labelled twice: the order and its purchase activity.
-    n_abnormal = len(abnormal)
-    episode_of_label = np.concatenate([np.arange(n_abnormal), np.arange(len(kind))])
-    is_activity = np.arange(len(episode_of_label)) >= n_abnormal
-    entity_id = np.concatenate([order_id[abnormal], activity_id[purchase_row[abnormal]], activity_id[injected]])
     ordered = np.lexsort((entity_id, is_activity))  # orders first, then activities, each by id
-    episode_of_label = episode_of_label[ordered]
     entity_type = pd.array([constants.ENTITY_ORDER, constants.ENTITY_ACTIVITY], dtype="str")
     return _frame(
         {
             "entity_type": entity_type.take(is_activity[ordered].astype(np.int64)),
             "entity_id": entity_id[ordered].astype(np.int64),
-            "anomaly_kind": kind_names.take(kind[episode_of_label]),
-            "episode_id": episode_ids.take(episode_of_label),
+            "anomaly_kind": pd.array(constants.ANOMALY_KINDS, dtype="str").take(kind[ordered]),
+            "episode_id": episode_ids.take(episode_of_label[ordered]),
         }
     )

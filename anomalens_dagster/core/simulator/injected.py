@@ -1,4 +1,5 @@
-"""Injected activity anomalies: bursts of identical actions and runs of failed logins."""
+"""Injected activity anomalies: bursts of identical actions, runs of failed logins, scraping sweeps and
+credential stuffing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from anomalens_dagster import constants
 from anomalens_dagster.core.simulator.catalogue import TrafficPools
-from anomalens_dagster.core.simulator.draws import episode_sizes, pick, pick_from, usual
+from anomalens_dagster.core.simulator.draws import distinct_picks, episode_sizes, pick, pick_from, usual
 from anomalens_dagster.core.simulator.rows import Rows
 from anomalens_dagster.core.simulator.settings import SimulationSettings
 from anomalens_dagster.core.simulator.vocabulary import (
@@ -14,8 +15,10 @@ from anomalens_dagster.core.simulator.vocabulary import (
     ADD_TO_CART,
     FAILED_LOGIN,
     KIND_CODE,
+    LOGIN,
     SEARCH,
     US_PER_S,
+    VIEW_PRODUCT,
 )
 
 _BURST_SIZE = (5, 15)
@@ -27,9 +30,21 @@ _FAILED_RUN_GAP_S = (1.0, 6.0)
 _FAILED_RUN_REAL_EMAIL_PROB = 0.8
 _FAILED_RUN_ATTACKER_IP_PROB = 0.8
 _SCRIPT_USER_AGENT_PROB = 0.5  # attackers' share of HTTP-library user agents
+# Scraping: one IP views 40-120 distinct products at a steady pace, 15-35 s apart give or take 10 %
+# (10 minutes to over an hour); half the scrapers keep no cookies, a new session per request.
+_SCRAPE_SIZE = (40, 120)
+_SCRAPE_GAP_S = (15.0, 35.0)
+_SCRAPE_JITTER = 0.1
+_COOKIELESS_PROB = 0.5
+# Credential stuffing: one IP tries 20-60 distinct accounts, 10-120 s apart (no cookies), 15 % of
+# them emails no customer has; 8 % of the tries on real accounts get in.
+_STUFFING_SIZE = (20, 60)
+_STUFFING_GAP_S = (10.0, 120.0)
+_STUFFING_MADE_UP_PROB = 0.15
+_STUFFING_SUCCESS_PROB = 0.08
 
 
-def _attacker_user_agents(rng: np.random.Generator, pools: TrafficPools, size: int) -> np.ndarray:
+def attacker_user_agents(rng: np.random.Generator, pools: TrafficPools, size: int) -> np.ndarray:
     return np.where(
         rng.random(size) < _SCRIPT_USER_AGENT_PROB,
         pick_from(rng, pools.script_user_agents, size),
@@ -37,20 +52,34 @@ def _attacker_user_agents(rng: np.random.Generator, pools: TrafficPools, size: i
     )
 
 
-def _episode_rows(
+def episode_rows(
     rng: np.random.Generator, sizes: np.ndarray, gap_s: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Episode index of each row, and each row's gap to the episode's previous row."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Episode index of each row, its position in the episode, and its gap to the episode's previous row."""
     episode = np.repeat(np.arange(len(sizes)), sizes)
     pos = np.arange(len(episode)) - (np.cumsum(sizes) - sizes)[episode]
     gap_us = (rng.uniform(*gap_s, size=len(episode)) * US_PER_S).astype(np.int64)
     gap_us[pos == 0] = 0
-    return episode, gap_us
+    return episode, pos, gap_us
+
+
+def injected_rows(kind: str, episode: np.ndarray, part: np.ndarray | None = None, **columns: np.ndarray) -> Rows:
+    """Rows of ``kind``'s episodes, each episode one unit of timing (``part`` splits it in sessions)."""
+    n = len(episode)
+    return Rows(
+        session=episode,
+        kind=np.full(n, KIND_CODE[kind], dtype=np.int64),
+        episode=episode,
+        part=np.zeros(n, dtype=np.int64) if part is None else part,
+        **columns,
+    )
 
 
 def draw_bursts(rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools) -> Rows:
     """Bursts of 5-15 identical actions from one IP, 0.2-3 s apart, each in a session of its own."""
-    sizes = episode_sizes(rng, settings.burst_rate * settings.activities_per_day, *_BURST_SIZE)
+    sizes = episode_sizes(
+        rng, settings.activity_rate(constants.ANOMALY_KIND_BURST) * settings.activities_per_day, *_BURST_SIZE
+    )
     n = len(sizes)
     action = np.array([ACTION_CODE[name] for name in _BURST_ACTIONS])[rng.integers(0, len(_BURST_ACTIONS), size=n)]
     by_customer = rng.random(n) < _BURST_BY_CUSTOMER_PROB
@@ -64,13 +93,14 @@ def draw_bursts(rng: np.random.Generator, settings: SimulationSettings, pools: T
     user_agent = np.where(
         by_customer,
         usual(rng, pools.customer_user_agents, pools.customer_user_agent_counts, who),
-        _attacker_user_agents(rng, pools, n),
+        attacker_user_agents(rng, pools, n),
     )
     subject = np.where(action == SEARCH, pick(rng, pools.search_cdf, n), pick(rng, pools.product_cdf, n))
     quantity = np.where(action == ADD_TO_CART, 1, 0)
-    episode, gap_us = _episode_rows(rng, sizes, _BURST_GAP_S)
-    return Rows(
-        session=episode,
+    episode, _, gap_us = episode_rows(rng, sizes, _BURST_GAP_S)
+    return injected_rows(
+        constants.ANOMALY_KIND_BURST,
+        episode,
         gap_us=gap_us,
         code=action[episode],
         customer=customer[episode],
@@ -78,13 +108,16 @@ def draw_bursts(rng: np.random.Generator, settings: SimulationSettings, pools: T
         user_agent=user_agent[episode],
         subject=subject[episode],
         quantity=quantity[episode],
-        kind=np.full(len(episode), KIND_CODE[constants.ANOMALY_KIND_BURST], dtype=np.int64),
     )
 
 
 def draw_failed_login_runs(rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools) -> Rows:
     """Runs of 5-20 anonymous failed logins for one email from one IP, 1-6 s apart."""
-    sizes = episode_sizes(rng, settings.failed_login_rate * settings.activities_per_day, *_FAILED_RUN_SIZE)
+    sizes = episode_sizes(
+        rng,
+        settings.activity_rate(constants.ANOMALY_KIND_FAILED_LOGINS) * settings.activities_per_day,
+        *_FAILED_RUN_SIZE,
+    )
     n = len(sizes)
     real = rng.random(n) < _FAILED_RUN_REAL_EMAIL_PROB
     victim = rng.integers(0, len(pools.customer_cdf), size=n)
@@ -97,12 +130,13 @@ def draw_failed_login_runs(rng: np.random.Generator, settings: SimulationSetting
     )
     user_agent = np.where(
         from_attacker,
-        _attacker_user_agents(rng, pools, n),
+        attacker_user_agents(rng, pools, n),
         usual(rng, pools.customer_user_agents, pools.customer_user_agent_counts, victim),
     )
-    episode, gap_us = _episode_rows(rng, sizes, _FAILED_RUN_GAP_S)
-    return Rows(
-        session=episode,
+    episode, _, gap_us = episode_rows(rng, sizes, _FAILED_RUN_GAP_S)
+    return injected_rows(
+        constants.ANOMALY_KIND_FAILED_LOGINS,
+        episode,
         gap_us=gap_us,
         code=np.full(len(episode), FAILED_LOGIN, dtype=np.int64),
         customer=np.full(len(episode), -1, dtype=np.int64),
@@ -110,5 +144,66 @@ def draw_failed_login_runs(rng: np.random.Generator, settings: SimulationSetting
         user_agent=user_agent[episode],
         subject=email[episode],
         quantity=np.zeros(len(episode), dtype=np.int64),
-        kind=np.full(len(episode), KIND_CODE[constants.ANOMALY_KIND_FAILED_LOGINS], dtype=np.int64),
+    )
+
+
+def draw_scraping(rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools) -> Rows:
+    """Sweeps of 40-120 distinct product views from one IP at a steady pace of 15-35 s a view."""
+    rate = settings.activity_rate(constants.ANOMALY_KIND_SCRAPING)
+    sizes = episode_sizes(rng, rate * settings.activities_per_day, *_SCRAPE_SIZE)
+    n = len(sizes)
+    ip = pick_from(rng, pools.attacker_ips, n)
+    user_agent = attacker_user_agents(rng, pools, n)
+    pace_s = rng.uniform(*_SCRAPE_GAP_S, size=n)
+    cookieless = rng.random(n) < _COOKIELESS_PROB
+    episode, pos, _ = episode_rows(rng, sizes, (0.0, 0.0))
+    gap_s = pace_s[episode] * rng.uniform(1 - _SCRAPE_JITTER, 1 + _SCRAPE_JITTER, size=len(episode))
+    gap_us = np.where(pos == 0, 0, gap_s * US_PER_S).astype(np.int64)
+    uniform = np.arange(1, len(pools.product_cdf) + 1, dtype=np.float64)
+    product = distinct_picks(rng, episode, np.cumsum(sizes) - sizes, uniform)
+    return injected_rows(
+        constants.ANOMALY_KIND_SCRAPING,
+        episode,
+        part=np.where(cookieless[episode], pos, 0),
+        gap_us=gap_us,
+        code=np.full(len(episode), VIEW_PRODUCT, dtype=np.int64),
+        customer=np.full(len(episode), -1, dtype=np.int64),
+        ip=ip[episode],
+        user_agent=user_agent[episode],
+        subject=product,
+        quantity=np.zeros(len(episode), dtype=np.int64),
+    )
+
+
+def draw_credential_stuffing(rng: np.random.Generator, settings: SimulationSettings, pools: TrafficPools) -> Rows:
+    """Logins against 20-60 distinct accounts from one IP, 10-120 s apart, each in a session of its
+    own; most fail (an anonymous failed_login with the email tried), a few get in."""
+    rate = settings.activity_rate(constants.ANOMALY_KIND_CREDENTIAL_STUFFING)
+    sizes = episode_sizes(rng, rate * settings.activities_per_day, *_STUFFING_SIZE)
+    n = len(sizes)
+    ip = pick_from(rng, pools.attacker_ips, n)
+    user_agent = attacker_user_agents(rng, pools, n)
+    episode, pos, gap_us = episode_rows(rng, sizes, _STUFFING_GAP_S)
+    n_rows = len(episode)
+    # Emails of a leaked list: customers' (login_emails starts with them, by customer index) and others.
+    n_customers, n_emails = len(pools.customer_cdf), len(pools.login_emails)
+    weight = np.where(
+        np.arange(n_emails) < n_customers,
+        (1 - _STUFFING_MADE_UP_PROB) / n_customers,
+        _STUFFING_MADE_UP_PROB / max(n_emails - n_customers, 1),
+    )
+    email = distinct_picks(rng, episode, np.cumsum(sizes) - sizes, np.cumsum(weight))
+    account = np.where(email < n_customers, email, -1)
+    success = (account >= 0) & (rng.random(n_rows) < _STUFFING_SUCCESS_PROB)
+    return injected_rows(
+        constants.ANOMALY_KIND_CREDENTIAL_STUFFING,
+        episode,
+        part=pos,
+        gap_us=gap_us,
+        code=np.where(success, LOGIN, FAILED_LOGIN).astype(np.int64),
+        customer=np.where(success, account, -1),
+        ip=ip[episode],
+        user_agent=user_agent[episode],
+        subject=np.where(success, -1, email),
+        quantity=np.zeros(n_rows, dtype=np.int64),
     )

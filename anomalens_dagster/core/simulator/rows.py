@@ -17,12 +17,29 @@ class Orders:
     status: np.ndarray  # index into constants.ORDER_STATUSES
     total: np.ndarray
     anomaly_kind: np.ndarray  # code in KIND_CODE, -1 for a normal order
+    episode: np.ndarray  # episode number within its kind, -1 for a normal order
     n_lines: np.ndarray
     line_start: np.ndarray
     line_order: np.ndarray
     line_product: np.ndarray
     line_quantity: np.ndarray
     line_price_cents: np.ndarray
+    line_labelled: np.ndarray  # bool: the line's add_to_cart belongs to the order's episode
+
+
+def no_orders() -> Orders:
+    empty = np.zeros(0, dtype=np.int64)
+    return Orders(*(empty for _ in range(len(Orders.__dataclass_fields__) - 1)), np.zeros(0, dtype=bool))
+
+
+def concat_orders(parts: list[Orders]) -> Orders:
+    """Concatenate order sets; part ``k``'s order ``o`` becomes order ``o + sum(len of parts before k)``."""
+    offsets = np.cumsum([0] + [len(part.customer) for part in parts])
+    columns = {name: np.concatenate([getattr(part, name) for part in parts]) for name in Orders.__dataclass_fields__}
+    line_offsets = np.cumsum([0] + [len(part.line_order) for part in parts])
+    columns["line_order"] = np.concatenate([p.line_order + o for p, o in zip(parts, offsets, strict=False)])
+    columns["line_start"] = np.concatenate([p.line_start + o for p, o in zip(parts, line_offsets, strict=False)])
+    return Orders(**columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +62,10 @@ class Rows:
     subject: np.ndarray
     quantity: np.ndarray  # 0: none
     kind: np.ndarray  # injected anomaly kind code, -1: normal
+    episode: np.ndarray  # episode number within its kind, -1: normal
+    # Sessions are the unit of timing; an injected episode is one such unit whose rows may belong to
+    # several site sessions (a bot that keeps no cookies): ``part`` numbers them, 0 for normal rows.
+    part: np.ndarray
 
     def __len__(self) -> int:
         return len(self.code)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomalens_dagster.core.simulator.catalogue import TrafficPools
-from anomalens_dagster.core.simulator.draws import pick, pick_from, usual
+from anomalens_dagster.core.simulator.draws import episode_sizes, pick, pick_from, usual
 from anomalens_dagster.core.simulator.orders import QUANTITY_PROBS
+from anomalens_dagster.core.simulator.profiles import MOBILE_SESSION_PROB
 from anomalens_dagster.core.simulator.rows import Orders, Rows
 from anomalens_dagster.core.simulator.vocabulary import (
     ACTION_CODE,
@@ -47,15 +48,27 @@ _PROFILE_UPDATE_PROB = 0.05  # a customer's browsing session contains an update_
 _ORDER_VIEW_PROB = 0.60  # an order's add_to_carts are each preceded by a view_product
 _ORDER_MEAN_EXTRA_ACTIONS = 2.5  # browsing actions before an order's cart
 _ORDER_SPARE_SHARE = 0.6  # at most this share of spare actions is spent on order sessions
-_MIN_GAP_S = 3.0  # normal actions are never closer than this, so they never look like a burst
+_MIN_GAP_S = 3.0  # normal actions are this far apart at least (power shoppers: _FAST_MIN_GAP_S)
 _MEDIAN_EXTRA_GAP_S = 15.0
 _MAX_GAP_S = 180.0
+
+# Benign oddities (normal, unlabelled traffic; the customers' habits are in profiles.py):
+# a customer's browsing session of one or two actions is, this often, a mistyped password and leaving
+# (one or two failed logins, no login): about 1.5 % of the browsing sessions.
+_ABANDONED_LOGIN_PROB = 0.08
+# Power shoppers' fast sessions: this share of the browsing actions, 20-60 actions 1-20 s apart.
+_POWER_SESSION_SHARE = 0.03
+_POWER_SESSION_LENGTH = (20, 60)
+_FAST_MIN_GAP_S = 1.0
+_FAST_MEDIAN_EXTRA_GAP_S = 2.5
+_FAST_MAX_GAP_S = 20.0
+_ANONYMOUS_MOBILE_PROB = 0.2  # an anonymous visitor browses from a mobile carrier's shared IP
 
 _ORDER_SESSION, _CUSTOMER_SESSION, _ANONYMOUS_SESSION = 0, 1, 2
 
 
 @dataclass(frozen=True, eq=False)
-class _Sessions:
+class Sessions:
     """Normal sessions: order sessions first (session ``o`` is order ``o``'s), then browsing."""
 
     kind: np.ndarray
@@ -70,9 +83,11 @@ class _Sessions:
     order: np.ndarray  # -1 for browsing sessions
     view_before_add: np.ndarray
     cart_length: np.ndarray
+    abandoned: np.ndarray  # bool: only failed logins, the visitor gave up
+    fast: np.ndarray  # bool: a power shopper's quick session
 
 
-def plan_sessions(rng: np.random.Generator, orders: Orders, budget: int, pools: TrafficPools) -> _Sessions:
+def plan_sessions(rng: np.random.Generator, orders: Orders, budget: int, pools: TrafficPools) -> Sessions:
     """One session per order, then browsing sessions filling the rest of the activity budget.
 
     An order's session needs its add_to_carts and its purchase; logins, views before adding and
@@ -101,16 +116,26 @@ def plan_sessions(rng: np.random.Generator, orders: Orders, budget: int, pools: 
     cart_length = orders.n_lines * (1 + view)
     order_length = typo.astype(np.int64) + login + extra + cart_length + 1
 
-    browse_length = _browse_session_lengths(rng, budget - int(order_length.sum()))
+    browse_budget = budget - int(order_length.sum())
+    power_shoppers = pools.profiles.power_shoppers
+    power_length = episode_sizes(
+        rng, _POWER_SESSION_SHARE * browse_budget if len(power_shoppers) else 0, *_POWER_SESSION_LENGTH
+    )
+    power_length = power_length[: np.searchsorted(np.cumsum(power_length), max(browse_budget, 0), side="right")]
+    regular_length = _browse_session_lengths(rng, browse_budget - int(power_length.sum()))
+    browse_length = np.concatenate([regular_length, power_length])
     n_browse = len(browse_length)
-    anonymous = rng.random(n_browse) < _ANONYMOUS_SESSION_SHARE
+    fast = np.arange(n_browse) >= len(regular_length)
+    anonymous = ~fast & (rng.random(n_browse) < _ANONYMOUS_SESSION_SHARE)
     b_customer = np.where(anonymous, -1, pick(rng, pools.customer_cdf, n_browse))
-    b_login = ~anonymous & (rng.random(n_browse) < _LOGIN_PROB)
+    b_customer[fast] = pick_from(rng, power_shoppers, int(fast.sum()))
+    abandoned = ~anonymous & ~fast & (browse_length <= 2) & (rng.random(n_browse) < _ABANDONED_LOGIN_PROB)
+    b_login = ~anonymous & ~abandoned & (rng.random(n_browse) < _LOGIN_PROB)
     b_typo = b_login & (browse_length >= 2) & (rng.random(n_browse) < _TYPO_PROB)
     head = b_login.astype(np.int64) + b_typo
-    b_logout = ~anonymous & (browse_length > head) & (rng.random(n_browse) < _LOGOUT_PROB)
+    b_logout = ~anonymous & ~abandoned & (browse_length > head) & (rng.random(n_browse) < _LOGOUT_PROB)
     body = browse_length - head - b_logout
-    profile = ~anonymous & (body >= 1) & (rng.random(n_browse) < _PROFILE_UPDATE_PROB)
+    profile = ~anonymous & ~abandoned & (body >= 1) & (rng.random(n_browse) < _PROFILE_UPDATE_PROB)
     profile_pos = np.where(profile, head + (rng.random(n_browse) * body).astype(np.int64), -1)
 
     customer = np.concatenate([orders.customer, b_customer])
@@ -121,13 +146,18 @@ def plan_sessions(rng: np.random.Generator, orders: Orders, budget: int, pools: 
         usual(rng, pools.customer_ips, pools.customer_ip_counts, who),
         pick_from(rng, pools.anonymous_ips, len(customer)),
     )
+    # On a phone, the carrier hands out one of its few shared IPs, a different one each time.
+    on_phone = rng.random(len(customer)) < np.where(
+        known, MOBILE_SESSION_PROB * pools.profiles.mobile[who], _ANONYMOUS_MOBILE_PROB
+    )
+    ip[on_phone] = pick_from(rng, pools.carrier_ips, int(on_phone.sum()))
     user_agent = np.where(
         known,
         usual(rng, pools.customer_user_agents, pools.customer_user_agent_counts, who),
         pick_from(rng, pools.browser_user_agents, len(customer)),
     )
     zeros = np.zeros(n_browse, dtype=np.int64)
-    return _Sessions(
+    return Sessions(
         kind=np.concatenate(
             [
                 np.full(n_orders, _ORDER_SESSION),
@@ -145,6 +175,8 @@ def plan_sessions(rng: np.random.Generator, orders: Orders, budget: int, pools: 
         order=np.concatenate([np.arange(n_orders), np.full(n_browse, -1)]),
         view_before_add=np.concatenate([view, zeros]).astype(np.int64),
         cart_length=np.concatenate([cart_length, zeros]),
+        abandoned=np.concatenate([np.zeros(n_orders, dtype=bool), abandoned]),
+        fast=np.concatenate([np.zeros(n_orders, dtype=bool), fast]),
     )
 
 
@@ -175,12 +207,12 @@ def _categorical(u: np.ndarray, probs: dict[str, float]) -> np.ndarray:
     return codes[index]
 
 
-def expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: Orders, pools: TrafficPools) -> Rows:
+def expand_sessions(rng: np.random.Generator, sessions: Sessions, orders: Orders, pools: TrafficPools) -> Rows:
     """One row per action of the normal sessions.
 
     Layout of a session: [failed_login] [login] browsing... [update_profile somewhere in it]
     then, for an order, ([view_product] add_to_cart) per line and the purchase; for a customer's
-    browsing session maybe a final logout.
+    browsing session maybe a final logout. An abandoned session is only failed logins.
     """
     length = sessions.length
     n = int(length.sum())
@@ -198,7 +230,7 @@ def expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: Order
         _categorical(u, _BROWSE_ACTION_PROBS),
     )
     typo = sessions.typo[session]
-    is_typo = (typo == 1) & (pos == 0)
+    is_typo = ((typo == 1) & (pos == 0)) | sessions.abandoned[session]
     is_login = (sessions.login[session] == 1) & (pos == typo)
     is_profile = pos == sessions.profile_pos[session]
     is_logout = sessions.logout[session] & (from_end == 0)
@@ -244,6 +276,14 @@ def expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: Order
     subject[cart] = orders.line_product[line]
     cart_add = ~is_cart_view[cart]
     quantity[cart[cart_add]] = orders.line_quantity[line[cart_add]]
+    # An order anomaly's episode holds the order, its purchase and the add_to_cart of a marked line.
+    kind = np.full(n, -1, dtype=np.int64)
+    episode = np.full(n, -1, dtype=np.int64)
+    marked = cart[cart_add][orders.line_labelled[line[cart_add]]]
+    purchases = np.flatnonzero(is_purchase)
+    for rows_of_order in (marked, purchases):
+        kind[rows_of_order] = orders.anomaly_kind[order[rows_of_order]]
+        episode[rows_of_order] = orders.episode[order[rows_of_order]]
     # A product viewed right before the cart is the first product added.
     viewed_then_added = cart[(in_cart[cart] == 0) & cart_add & (pos[cart] > 0)]
     viewed_then_added = viewed_then_added[code[viewed_then_added - 1] == VIEW_PRODUCT]
@@ -261,6 +301,10 @@ def expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: Order
     subject[is_typo] = customer[is_typo]
     customer[is_typo] = -1
     gap_s = np.minimum(_MIN_GAP_S + rng.lognormal(np.log(_MEDIAN_EXTRA_GAP_S), 0.9, size=n), _MAX_GAP_S)
+    fast = np.flatnonzero(sessions.fast[session])
+    gap_s[fast] = np.minimum(
+        _FAST_MIN_GAP_S + rng.lognormal(np.log(_FAST_MEDIAN_EXTRA_GAP_S), 0.6, size=len(fast)), _FAST_MAX_GAP_S
+    )
     gap_us = (gap_s * US_PER_S).astype(np.int64)
     gap_us[pos == 0] = 0
     return Rows(
@@ -272,5 +316,7 @@ def expand_sessions(rng: np.random.Generator, sessions: _Sessions, orders: Order
         user_agent=sessions.user_agent[session],
         subject=subject,
         quantity=quantity,
-        kind=np.full(n, -1, dtype=np.int64),
+        kind=kind,
+        episode=episode,
+        part=np.zeros(n, dtype=np.int64),
     )
