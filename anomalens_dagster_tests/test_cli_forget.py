@@ -39,40 +39,44 @@ def store_db(tmp_path):
                (3, 7, 's3', $t, 'view_page', '{"url": "/home"}', $other_ip, 'Firefox', 'landed')""",
             {"t": T, "ip": IP, "other_ip": OTHER_IP, "agent": AGENT, "e": EMAIL},
         )
-        records = pd.DataFrame(
-            [
-                {
-                    "id": 11,
-                    "entity_type": "activity",
-                    "entity_id": 2,
-                    "detection_timestamp": T,
-                    "description": f"6 failed logins for {mask_email(EMAIL)} from {IP}",
-                    "severity": "High",
-                    "detector_name": "zscore",
-                    "details": json.dumps({"facts": {"ip_address": IP, "email": mask_email(EMAIL)}}),
-                    "anomaly_score": 9.0,
-                    "event_timestamp": T,
-                    "customer_id": None,
-                    "ip_address": IP,
-                    "session_id": "s2",
-                },
-                {
-                    "id": 12,
-                    "entity_type": "activity",
-                    "entity_id": 3,
-                    "detection_timestamp": T,
-                    "description": f"burst from {OTHER_IP}",
-                    "severity": "Low",
-                    "detector_name": "zscore",
-                    "details": "{}",
-                    "anomaly_score": 5.0,
-                    "event_timestamp": T,
-                    "customer_id": 7,
-                    "ip_address": OTHER_IP,
-                    "session_id": "s3",
-                },
-            ]
-        ).astype(ANOMALY_DTYPES)
+        records = (
+            pd.DataFrame(
+                [
+                    {
+                        "id": 11,
+                        "entity_type": "activity",
+                        "entity_id": 2,
+                        "detection_timestamp": T,
+                        "description": f"6 failed logins for {mask_email(EMAIL)} from {IP}",
+                        "severity": "High",
+                        "detector_name": "zscore",
+                        "details": json.dumps({"facts": {"ip_address": IP, "email": mask_email(EMAIL)}}),
+                        "anomaly_score": 9.0,
+                        "event_timestamp": T,
+                        "customer_id": None,
+                        "ip_address": IP,
+                        "session_id": "s2",
+                    },
+                    {
+                        "id": 12,
+                        "entity_type": "activity",
+                        "entity_id": 3,
+                        "detection_timestamp": T,
+                        "description": f"burst from {OTHER_IP}",
+                        "severity": "Low",
+                        "detector_name": "zscore",
+                        "details": "{}",
+                        "anomaly_score": 5.0,
+                        "event_timestamp": T,
+                        "customer_id": 7,
+                        "ip_address": OTHER_IP,
+                        "session_id": "s3",
+                    },
+                ]
+            )
+            .assign(incident_id=None)
+            .astype(ANOMALY_DTYPES)
+        )
         conn.execute("CREATE SCHEMA detections")
         conn.register("records", records)
         conn.execute("CREATE TABLE detections.anomalies AS SELECT * FROM records")
