@@ -144,13 +144,16 @@ def group_incidents(
     records: pd.DataFrame,
     gap: timedelta = timedelta(minutes=DEFAULT_INCIDENT_GAP_MINUTES),
     allow_rules: pd.DataFrame | None = None,
+    *,
+    link_logged_in_rows_by_ip: bool = False,
 ) -> IncidentGrouping:
     """Group the ensemble-flagged rows of ``records`` into incidents (see the module docstring).
 
     ``records``: anomaly records (``detections.anomalies`` rows) with at least ``RECORD_COLUMNS``,
     any detector; only entities with an ensemble record become incidents, the other detectors'
     records count towards their severity. ``allow_rules``: ``allow_kind`` ('ip' | 'customer') and
-    ``allow_value`` of the allow rules in force (None: no rule). Raises ValueError for a missing
+    ``allow_value`` of the allow rules in force (None: no rule). ``link_logged_in_rows_by_ip``: link
+    every row by IP, not only anonymous ones (what the shared-IP rule avoids; for measuring it). Raises ValueError for a missing
     column, an unknown entity type or severity, a non-positive gap, or an entity with two ensemble
     records.
     """
@@ -167,7 +170,7 @@ def group_incidents(
     rows = _ensemble_rows(records)
     if rows.empty:
         return IncidentGrouping(empty_frame(INCIDENT_DTYPES), empty_frame(MEMBER_DTYPES))
-    rows["component"] = _components(rows, gap)
+    rows["component"] = _components(rows, gap, link_logged_in_rows_by_ip)
     rows = _with_incident_ids(rows)
     rows["severity_rank"] = _entity_severity_ranks(records, rows)
     rows["allowed"] = _allowed(rows, allow_rules)
@@ -216,9 +219,9 @@ def _ensemble_rows(records: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["event_timestamp", "entity_type", "entity_id"], kind="stable").reset_index(drop=True)
 
 
-def _components(rows: pd.DataFrame, gap: timedelta) -> np.ndarray:
+def _components(rows: pd.DataFrame, gap: timedelta, every_row_by_ip: bool) -> np.ndarray:
     """Connected-component label of each row over the links of the module docstring."""
-    anonymous = rows["customer_id"].isna().to_numpy()
+    anonymous = rows["customer_id"].isna().to_numpy() | every_row_by_ip
     keys = {
         "session": rows["session_id"],
         "customer": rows["customer_id"].astype("str").where(rows["customer_id"].notna()),

@@ -6,7 +6,7 @@ import pytest
 
 from anomalens_dagster.assets.detections import activity_scores, anomalies, order_scores
 from anomalens_dagster.assets.incidents import incidents
-from anomalens_dagster.core.incidents import INCIDENT_SQL_TYPES
+from anomalens_dagster.core.incidents import INCIDENT_SQL_TYPES, episode_incident_agreement
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
 from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
@@ -117,3 +117,19 @@ def test_a_wider_gap_merges_incidents_and_an_allow_rule_suppresses_them(scored_r
     assert result.get_asset_materialization_events()[0].materialization.metadata["incidents/suppressed"].value == len(
         suppressed
     )
+
+
+@pytest.mark.slow
+def test_each_caught_episode_of_the_seeded_store_is_one_incident_holding_that_episode_alone(scored_records, db_path):
+    materialize_incidents(scored_records)
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        members = conn.execute(
+            "SELECT DISTINCT entity_type, entity_id, incident_id FROM detections.anomalies WHERE incident_id IS NOT NULL"
+        ).df()
+        labels = conn.execute("SELECT * FROM store.simulation_labels").df()
+
+    agreement = episode_incident_agreement(members, labels).set_index("entity_type").loc["all"]
+
+    assert agreement["caught_episodes"] >= 10
+    assert agreement["episode_share"] >= 0.95
+    assert agreement["incident_share"] >= 0.95
