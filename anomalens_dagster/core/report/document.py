@@ -13,7 +13,7 @@ import plotly.offline
 from anomalens_dagster.core.report.charts import _agreement_section, _distribution_section, _timeline_section
 from anomalens_dagster.core.report.html import _CSS, _e, _when, _window_text
 from anomalens_dagster.core.report.inputs import ReportInputs
-from anomalens_dagster.core.report.tables import _evaluation_section, _summary_section, _top_anomalies_section
+from anomalens_dagster.core.report.tables import _evaluation_section, _summary_section, _top_incidents_section
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def render_anomaly_report(inputs: ReportInputs, title: str, generated_at: dt.dat
         _distribution_section(inputs),
         _agreement_section(inputs),
         _evaluation_section(inputs),
-        _top_anomalies_section(inputs),
+        _top_incidents_section(inputs),
     ]
     return f"""<!DOCTYPE html>
 <html lang="en">

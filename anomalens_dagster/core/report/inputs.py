@@ -24,6 +24,7 @@ from anomalens_dagster.constants import (
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
     EVALUATION_ALL_KINDS,
+    INCIDENTS,
     ML_SCHEMA,
     MODEL_REGISTRY,
     ORDER_SCORES,
@@ -48,6 +49,20 @@ SECTION_TIMELINE = "timeline"
 SECTION_THRESHOLDS = "thresholds"
 SECTION_EVALUATION = "evaluation"
 SECTION_TOP_ANOMALIES = "top_anomalies"
+SECTION_TOP_INCIDENTS = "top_incidents"
+DEFAULT_TOP_INCIDENTS = 20  # incidents in the top-incidents table, both entity types together
+TOP_INCIDENT_COLUMNS = (
+    "incident_id",
+    "entity_type",
+    "first_seen",
+    "last_seen",
+    "row_count",
+    "max_severity",
+    "ensemble_score",
+    "top_features",
+    "suppressed",
+    "summary",
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,8 @@ class ReportInputs:
     ``evaluation``: ``detections.detector_evaluation`` as stored ("all" row first per detector).
     ``top_anomalies``: entity_type, entity_id, event_timestamp, overall_severity, ensemble_score,
     detectors, n_detectors, description -- the highest ensemble scores per entity type.
+    ``top_incidents``: ``TOP_INCIDENT_COLUMNS`` of the incidents overlapping the window, the most
+    severe first, then by ensemble score, rows and recency.
     ``missing``: section -> message, for sections whose table does not exist yet.
     """
 
@@ -102,6 +119,7 @@ class ReportInputs:
     agreement: pd.DataFrame
     evaluation: pd.DataFrame
     top_anomalies: pd.DataFrame
+    top_incidents: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TOP_INCIDENT_COLUMNS)))
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     missing: Mapping[str, str] = field(default_factory=dict)
 
@@ -116,6 +134,7 @@ def load_report_inputs(
     *,
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     top_n: int = DEFAULT_TOP_ANOMALIES,
+    top_incidents: int = DEFAULT_TOP_INCIDENTS,
     seed: int = DEFAULT_SEED,
 ) -> ReportInputs:
     """Aggregate the report's inputs over the whole store, or entities whose time is in [start, end).
@@ -123,8 +142,10 @@ def load_report_inputs(
     Raises :class:`ReportInputsError` when a scores table is missing; other missing tables are
     listed in ``ReportInputs.missing`` and their frames are empty.
     """
-    if sample_rows < 0 or top_n < 0:
-        raise ValueError(f"sample_rows ({sample_rows}) and top_n ({top_n}) must not be negative")
+    if sample_rows < 0 or top_n < 0 or top_incidents < 0:
+        raise ValueError(
+            f"sample_rows ({sample_rows}), top_n ({top_n}) and top_incidents ({top_incidents}) must not be negative"
+        )
     start, end = _naive(start), _naive(end)
     if start is not None and end is not None and start >= end:
         raise ValueError(f"empty window: start {start} is not before end {end}")
@@ -152,6 +173,7 @@ def load_report_inputs(
         agreement=_union(conn, _AGREEMENT_SQL, start, end, {"ensemble": DETECTOR_ENSEMBLE}),
         evaluation=_evaluation(conn, missing),
         top_anomalies=_top_anomalies(conn, start, end, top_n, missing),
+        top_incidents=_top_incidents(conn, start, end, top_incidents, missing),
         sample_rows=sample_rows,
         missing=missing,
     )
@@ -372,3 +394,29 @@ def _top_anomalies(
             ORDER BY c.entity_type, c.ensemble_score DESC NULLS LAST, c.entity_id""",
         {**parameters, "ensemble": DETECTOR_ENSEMBLE, "severities": list(SEVERITIES), "n": top_n},
     ).df()[columns]
+
+
+def _top_incidents(
+    conn: duckdb.DuckDBPyConnection,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    top_n: int,
+    missing: dict[str, str],
+) -> pd.DataFrame:
+    """The incidents that overlap the window, most severe first, then highest score, most rows, latest."""
+    if not table_exists(conn, INCIDENTS, DETECTIONS_SCHEMA):
+        missing[SECTION_TOP_INCIDENTS] = (
+            f"{DETECTIONS_SCHEMA}.{INCIDENTS} does not exist yet: materialise the {INCIDENTS} asset to group the "
+            "flagged rows into incidents. Until then the flagged rows are listed one by one."
+        )
+        return pd.DataFrame(columns=list(TOP_INCIDENT_COLUMNS))
+    after, after_parameters = _window("last_seen", start, None)
+    before, before_parameters = _window("first_seen", None, end)
+    return conn.execute(
+        f"""SELECT {", ".join(TOP_INCIDENT_COLUMNS)} FROM {DETECTIONS_SCHEMA}.{INCIDENTS}
+            WHERE {after} AND {before}
+            ORDER BY list_position($severities, max_severity) DESC, ensemble_score DESC NULLS LAST,
+                     row_count DESC, first_seen DESC, incident_id
+            LIMIT $n""",
+        {**after_parameters, **before_parameters, "severities": list(SEVERITIES), "n": top_n},
+    ).df()

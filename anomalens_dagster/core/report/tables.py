@@ -13,6 +13,7 @@ from anomalens_dagster.constants import (
     EVALUATION_ALL_KINDS,
     SEVERITIES,
 )
+from anomalens_dagster.core.descriptions import duration_text
 from anomalens_dagster.core.evaluation import NOT_EVALUATED, is_evaluated
 from anomalens_dagster.core.report.html import (
     _count,
@@ -27,6 +28,7 @@ from anomalens_dagster.core.report.inputs import (
     SECTION_EVALUATION,
     SECTION_THRESHOLDS,
     SECTION_TOP_ANOMALIES,
+    SECTION_TOP_INCIDENTS,
     ReportInputs,
 )
 
@@ -217,3 +219,50 @@ def _top_row(rank: int, row: Mapping[str, object]) -> str:
         f'<td class="num">{_metric(row["ensemble_score"], 2)}</td><td class="nowrap">{chips}</td>'
         f'<td class="reason">{reason}</td></tr>'
     )
+
+
+# Top incidents ----------------------------------------------------------------------------------
+
+
+def _top_incidents_section(inputs: ReportInputs) -> str:
+    """The incidents to look at first; the flagged rows one by one while no incident was grouped."""
+    if SECTION_TOP_INCIDENTS in inputs.missing:
+        return _missing(inputs.missing[SECTION_TOP_INCIDENTS]) + _top_anomalies_section(inputs)
+    how = (
+        "Flagged rows grouped into incidents (linked by session, customer, or the IP of anonymous rows, within the "
+        "gap set in the settings), the most severe first, then by the highest ensemble score among their rows, "
+        "then by size. Severity is the worst of any detector's record of the rows; the summary is written from "
+        "the rows' facts. Suppressed: every row is covered by an analyst's allow rule (no alert)."
+    )
+    top = inputs.top_incidents
+    if top.empty:
+        return _section("top-incidents", "Top incidents", how, _missing("No incidents in this window."))
+    body = "".join(_incident_row(rank, row) for rank, row in enumerate(top.to_dict("records"), start=1))
+    table = (
+        '<table><thead><tr><th class="num">#</th><th>Incident</th><th>Type</th><th>First seen (UTC)</th>'
+        '<th class="num">Lasted</th><th class="num">Rows</th><th>Severity</th><th class="num">Ensemble score</th>'
+        f"<th>Top features</th><th>What happened</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+    return _section("top-incidents", "Top incidents", how, table)
+
+
+def _incident_row(rank: int, row: Mapping[str, object]) -> str:
+    severity = str(row["max_severity"])
+    css = severity if severity in SEVERITIES else "Low"
+    first, last = pd.Timestamp(row["first_seen"]), pd.Timestamp(row["last_seen"])
+    features = row["top_features"] if row["top_features"] is not None else []
+    chips = "".join(f'<span class="chip">{_e(name)}</span>' for name in features)
+    suppressed = ' <span class="chip" title="covered by an allow rule">suppressed</span>' if row["suppressed"] else ""
+    return (
+        f'<tr><td class="num">{rank}</td><td class="nowrap">{_e(row["incident_id"])}</td>'
+        f'<td>{_e(row["entity_type"])}</td><td class="nowrap">{first:%Y-%m-%d %H:%M:%S}</td>'
+        f'<td class="num">{_e(_lasted((last - first).total_seconds()))}</td>'
+        f'<td class="num">{_count(row["row_count"])}</td>'
+        f'<td><span class="sev sev-{_e(css)}">{_e(severity)}</span>{suppressed}</td>'
+        f'<td class="num">{_metric(row["ensemble_score"], 2)}</td><td>{chips}</td>'
+        f'<td class="reason">{_e(row["summary"])}</td></tr>'
+    )
+
+
+def _lasted(seconds: float) -> str:
+    return "—" if seconds <= 0 else duration_text(seconds)
