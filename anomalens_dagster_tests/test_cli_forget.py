@@ -88,6 +88,13 @@ def store_db(tmp_path):
                FROM records""",
             {"masked": mask_email(EMAIL)},
         )
+        conn.execute(
+            """CREATE TABLE detections.incidents AS
+               SELECT * FROM (VALUES ('inc-1', [$ip, '192.0.2.1'], '3 failed logins from ' || $ip),
+                                     ('inc-2', [$other_ip], '1 search from ' || $other_ip))
+                        AS t(incident_id, ip_addresses, summary)""",
+            {"ip": IP, "other_ip": OTHER_IP},
+        )
     return path
 
 
@@ -126,7 +133,13 @@ def test_forget_removes_the_customers_email_names_ips_and_user_agents_everywhere
         "store.user_activities": 2,
         "detections.anomalies": 1,
         "detections.consolidated_anomalies": 1,
+        "detections.incidents": 1,
     }
+    with duckdb.connect(str(store_db), read_only=True) as conn:
+        assert conn.execute("SELECT ip_addresses FROM detections.incidents ORDER BY incident_id").fetchall() == [
+            (["192.0.2.1"],),
+            ([OTHER_IP],),
+        ]
 
 
 def test_forget_of_an_unknown_customer_changes_nothing_and_says_so(store_db):
