@@ -6,7 +6,8 @@ and user agents of their activities, their email where a login attempt named it
 (``details.attempted_email`` of anonymous failed logins), and those values where the anomaly
 records and incidents repeat them (columns, descriptions, JSON details, session actions, an
 incident's IP list and summary; emails are masked there, and a masked form another customer
-shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting). Nothing outside the DuckDB file is touched (this store has no outbox).
+shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting).
+Nothing outside the DuckDB file is touched (this store has no outbox).
 
 The rows themselves stay: orders, activities and anomaly records keep their ids, times, amounts and
 actions, so features, models and the evaluation of past days are unchanged. The customer row keeps
