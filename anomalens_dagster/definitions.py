@@ -12,7 +12,7 @@ from anomalens_dagster.assets.detections import (
     order_scores,
 )
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
-from anomalens_dagster.assets.incidents import incidents
+from anomalens_dagster.assets.incidents import incident_checks, incidents
 from anomalens_dagster.assets.landing import ingested_files, landing_checks
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.reports import (
@@ -62,7 +62,7 @@ defs = dg.Definitions(
         anomaly_report,
         alert_outbox,
     ],
-    asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks],
+    asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks, *incident_checks],
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,

@@ -70,7 +70,7 @@ full_pipeline_job = dg.define_asset_job(
     tags=DUCKDB_WRITER_TAGS,
     description=(
         "Delete the anomaly records of one day (config `day: YYYY-MM-DD`) or of every day, and rebuild "
-        "consolidated_anomalies; scores are kept."
+        "consolidated_anomalies and the incidents; scores are kept."
     ),
 )
 def clear_anomalies_job() -> None:

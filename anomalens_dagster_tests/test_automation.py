@@ -280,6 +280,7 @@ def test_written_anomaly_records_refresh_the_consolidation_and_reports_on_the_ne
 
     assert result.get_num_requested(dg.AssetKey(CONSOLIDATED_ANOMALIES)) == 1
     assert result.get_num_requested(dg.AssetKey(ANOMALY_SUMMARY)) == 1
+    assert result.get_num_requested(dg.AssetKey("incidents")) == 1
 
 
 def test_detectors_never_trained_are_trained_once_features_are_written(instance):

@@ -39,40 +39,44 @@ def store_db(tmp_path):
                (3, 7, 's3', $t, 'view_page', '{"url": "/home"}', $other_ip, 'Firefox', 'landed')""",
             {"t": T, "ip": IP, "other_ip": OTHER_IP, "agent": AGENT, "e": EMAIL},
         )
-        records = pd.DataFrame(
-            [
-                {
-                    "id": 11,
-                    "entity_type": "activity",
-                    "entity_id": 2,
-                    "detection_timestamp": T,
-                    "description": f"6 failed logins for {mask_email(EMAIL)} from {IP}",
-                    "severity": "High",
-                    "detector_name": "zscore",
-                    "details": json.dumps({"facts": {"ip_address": IP, "email": mask_email(EMAIL)}}),
-                    "anomaly_score": 9.0,
-                    "event_timestamp": T,
-                    "customer_id": None,
-                    "ip_address": IP,
-                    "session_id": "s2",
-                },
-                {
-                    "id": 12,
-                    "entity_type": "activity",
-                    "entity_id": 3,
-                    "detection_timestamp": T,
-                    "description": f"burst from {OTHER_IP}",
-                    "severity": "Low",
-                    "detector_name": "zscore",
-                    "details": "{}",
-                    "anomaly_score": 5.0,
-                    "event_timestamp": T,
-                    "customer_id": 7,
-                    "ip_address": OTHER_IP,
-                    "session_id": "s3",
-                },
-            ]
-        ).astype(ANOMALY_DTYPES)
+        records = (
+            pd.DataFrame(
+                [
+                    {
+                        "id": 11,
+                        "entity_type": "activity",
+                        "entity_id": 2,
+                        "detection_timestamp": T,
+                        "description": f"6 failed logins for {mask_email(EMAIL)} from {IP}",
+                        "severity": "High",
+                        "detector_name": "zscore",
+                        "details": json.dumps({"facts": {"ip_address": IP, "email": mask_email(EMAIL)}}),
+                        "anomaly_score": 9.0,
+                        "event_timestamp": T,
+                        "customer_id": None,
+                        "ip_address": IP,
+                        "session_id": "s2",
+                    },
+                    {
+                        "id": 12,
+                        "entity_type": "activity",
+                        "entity_id": 3,
+                        "detection_timestamp": T,
+                        "description": f"burst from {OTHER_IP}",
+                        "severity": "Low",
+                        "detector_name": "zscore",
+                        "details": "{}",
+                        "anomaly_score": 5.0,
+                        "event_timestamp": T,
+                        "customer_id": 7,
+                        "ip_address": OTHER_IP,
+                        "session_id": "s3",
+                    },
+                ]
+            )
+            .assign(incident_id=None)
+            .astype(ANOMALY_DTYPES)
+        )
         conn.execute("CREATE SCHEMA detections")
         conn.register("records", records)
         conn.execute("CREATE TABLE detections.anomalies AS SELECT * FROM records")
@@ -83,6 +87,13 @@ def store_db(tmp_path):
                            ELSE '[]' END AS session_actions
                FROM records""",
             {"masked": mask_email(EMAIL)},
+        )
+        conn.execute(
+            """CREATE TABLE detections.incidents AS
+               SELECT * FROM (VALUES ('inc-1', [$ip, '192.0.2.1'], '3 failed logins from ' || $ip),
+                                     ('inc-2', [$other_ip], '1 search from ' || $other_ip))
+                        AS t(incident_id, ip_addresses, summary)""",
+            {"ip": IP, "other_ip": OTHER_IP},
         )
     return path
 
@@ -122,7 +133,13 @@ def test_forget_removes_the_customers_email_names_ips_and_user_agents_everywhere
         "store.user_activities": 2,
         "detections.anomalies": 1,
         "detections.consolidated_anomalies": 1,
+        "detections.incidents": 1,
     }
+    with duckdb.connect(str(store_db), read_only=True) as conn:
+        assert conn.execute("SELECT ip_addresses FROM detections.incidents ORDER BY incident_id").fetchall() == [
+            (["192.0.2.1"],),
+            ([OTHER_IP],),
+        ]
 
 
 def test_forget_of_an_unknown_customer_changes_nothing_and_says_so(store_db):

@@ -95,6 +95,7 @@ def anomaly_row(entity_type: str, entity_id: int, detector: str, severity: str, 
         "customer_id": None,
         "ip_address": None,
         "session_id": None,
+        "incident_id": None,
     } | who
 
 

@@ -13,7 +13,7 @@ from anomalens_dagster.assets.daily import describe_window, replace_days_in_grou
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
-from anomalens_dagster.configs import ClearAnomaliesConfig
+from anomalens_dagster.configs import INCIDENTS_SECTION, ClearAnomaliesConfig, IncidentsConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     ACTIVITY_SCORES,
@@ -27,6 +27,7 @@ from anomalens_dagster.constants import (
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
     FEATURES_SCHEMA,
+    INCIDENTS,
     ORDER_FEATURES,
     ORDER_SCORES,
     ORDERS,
@@ -43,12 +44,15 @@ from anomalens_dagster.core.anomalies import (
     with_session_context,
 )
 from anomalens_dagster.core.detectors import feature_schema
+from anomalens_dagster.core.incident_tables import read_allow_rules, read_records, write_incidents
+from anomalens_dagster.core.incidents import group_incidents
 from anomalens_dagster.core.registry import load_model
 from anomalens_dagster.core.scoring import ScoringModel, score_rows, scores_dtypes
 from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, TrainingFrame, load_feature_sample
 from anomalens_dagster.core.warehouse import replace_table, table_exists, table_shape_version, transaction
 from anomalens_dagster.partitions import daily_partitions, days_in_window
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
 # What the anomaly records of a day are built from: its scores of either entity.
@@ -361,12 +365,15 @@ def _rebuild_consolidated(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 @dg.op(
     description=(
         "Delete the anomaly records of one day, or all of them (the original DELETE /anomalies), and rebuild "
-        "consolidated_anomalies from what is left. Scores stay; re-materialise `anomalies` to bring records back."
+        "consolidated_anomalies and the incidents from what is left. Scores stay; re-materialise `anomalies` to bring records back."
     ),
     pool=DUCKDB_POOL,
 )
-def clear_anomalies(context: dg.OpExecutionContext, config: ClearAnomaliesConfig, duckdb: AnomaLensDuckDB) -> None:
+def clear_anomalies(
+    context: dg.OpExecutionContext, config: ClearAnomaliesConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
+) -> None:
     day = _parsed_day(config.day)
+    gap = timedelta(minutes=settings.resolve(IncidentsConfig(), INCIDENTS_SECTION).gap_minutes)
     with duckdb.get_connection() as conn:
         if not table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA):
             context.log.info("No anomaly records stored yet: nothing to clear")
@@ -378,7 +385,13 @@ def clear_anomalies(context: dg.OpExecutionContext, config: ClearAnomaliesConfig
                 window,
             ).fetchall()
             consolidated = _rebuild_consolidated(conn)
-    context.log.info(f"Deleted {deleted} anomaly records of {day or 'every day'}; {len(consolidated)} entities remain")
+            # Incidents are regrouped from the records left, so none refers to a deleted record.
+            grouping = group_incidents(read_records(conn), gap, read_allow_rules(conn))
+            write_incidents(conn, grouping)
+    context.log.info(
+        f"Deleted {deleted} anomaly records of {day or 'every day'}; {len(consolidated)} entities and "
+        f"{len(grouping.incidents)} incidents remain"
+    )
     if day is not None:
         context.log_event(
             dg.AssetMaterialization(ANOMALIES, partition=day.isoformat(), metadata={"deleted_records": deleted})
@@ -388,6 +401,7 @@ def clear_anomalies(context: dg.OpExecutionContext, config: ClearAnomaliesConfig
             CONSOLIDATED_ANOMALIES, metadata={"dagster/row_count": len(consolidated), "deleted_records": deleted}
         )
     )
+    context.log_event(dg.AssetMaterialization(INCIDENTS, metadata={"dagster/row_count": len(grouping.incidents)}))
 
 
 def _parsed_day(day: str | None) -> date | None:

@@ -10,7 +10,15 @@ from anomalens_dagster.assets.detections import anomalies
 from anomalens_dagster.assets.metadata import table_metadata
 from anomalens_dagster.automation import detection_summary_refresh
 from anomalens_dagster.configs import INCIDENTS_SECTION, IncidentsConfig
-from anomalens_dagster.constants import DETECTIONS_GROUP, DETECTIONS_SCHEMA, DUCKDB_POOL, INCIDENTS, SEVERITIES
+from anomalens_dagster.constants import (
+    ANOMALIES,
+    DETECTIONS_GROUP,
+    DETECTIONS_SCHEMA,
+    DETECTOR_ENSEMBLE,
+    DUCKDB_POOL,
+    INCIDENTS,
+    SEVERITIES,
+)
 from anomalens_dagster.core.incident_tables import read_allow_rules, read_records, replace_incidents
 from anomalens_dagster.core.incidents import group_incidents, top_incidents
 from anomalens_dagster.resources import AnomaLensDuckDB
@@ -72,3 +80,35 @@ def _incident_metadata(found: pd.DataFrame, gap_minutes: float, rules_read: bool
         top.to_markdown(index=False, floatfmt=".2f") if len(top) else "_no incidents_"
     )
     return metadata
+
+
+# Rows of detections.incidents and ensemble records that disagree: each count should be 0.
+COVERAGE_SQL = f"""
+SELECT
+    (SELECT count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES}
+     WHERE detector_name = $ensemble AND incident_id IS NULL) AS records_without_incident,
+    (SELECT count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} AS r
+     WHERE r.incident_id IS NOT NULL
+       AND r.incident_id NOT IN (SELECT incident_id FROM {DETECTIONS_SCHEMA}.{INCIDENTS})) AS records_of_unknown_incidents,
+    (SELECT abs(coalesce(sum(row_count), 0)
+                - (SELECT count(*) FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE detector_name = $ensemble))
+     FROM {DETECTIONS_SCHEMA}.{INCIDENTS}) AS row_count_difference
+"""
+
+
+@dg.asset_check(
+    asset=incidents,
+    name="check_incidents_cover_every_flagged_row",
+    description=(
+        "Every ensemble record carries the id of an existing incident, and the incidents' row counts add up to "
+        "the ensemble records."
+    ),
+    pool=DUCKDB_POOL,
+)
+def check_incidents_cover_every_flagged_row(duckdb: AnomaLensDuckDB) -> dg.AssetCheckResult:
+    with duckdb.read_connection() as conn:
+        counts = conn.execute(COVERAGE_SQL, {"ensemble": DETECTOR_ENSEMBLE}).df().iloc[0].astype(int).to_dict()
+    return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
+
+
+incident_checks = [check_incidents_cover_every_flagged_row]

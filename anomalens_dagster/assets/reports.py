@@ -11,6 +11,7 @@ import pandas as pd
 from duckdb import DuckDBPyConnection
 
 from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
+from anomalens_dagster.assets.incidents import incidents
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog
 from anomalens_dagster.automation import detection_summary_refresh, store_summary_refresh
@@ -167,9 +168,9 @@ def anomaly_summary(duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     group_name=REPORTS_GROUP,
     description=(
         "A self-contained HTML report next to the DuckDB file (reports/anomaly_report.html): timeline with "
-        "anomalies marked, score distributions with thresholds, detector agreement, evaluation, top anomalies."
+        "anomalies marked, score distributions with thresholds, detector agreement, evaluation, top incidents."
     ),
-    deps=[activity_scores.key, order_scores.key, consolidated_anomalies.key, detector_evaluation.key],
+    deps=[activity_scores.key, order_scores.key, consolidated_anomalies.key, incidents.key, detector_evaluation.key],
     kinds={"duckdb", "html"},
     pool=DUCKDB_POOL,
     automation_condition=detection_summary_refresh,

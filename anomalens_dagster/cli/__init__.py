@@ -1,7 +1,8 @@
 """`anomalens`: the command-line front door (runs through Dagster, so runs show in the UI).
 
 One module per concern: `pipeline` (run, ingest, export-sample, dev), `queries` (what the commands
-print and `anomalies`), `settings` (the settings file), `maintenance` (rebuild, forget).
+print and `anomalies`), `incidents` (`incidents`, and the top incidents `run` prints), `settings` (the
+settings file), `maintenance` (rebuild, forget).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import click
 
 from anomalens_dagster.cli.common import RANGE_END_TAG, RANGE_START_TAG, run_config_for
 from anomalens_dagster.cli.feedback import feedback
+from anomalens_dagster.cli.incidents import incidents
 from anomalens_dagster.cli.maintenance import forget, rebuild, stale_days
 from anomalens_dagster.cli.pipeline import dev, export_sample, ingest, run
 from anomalens_dagster.cli.queries import anomalies
@@ -23,6 +25,6 @@ def main() -> None:
     """AnomaLens: anomaly detection for online stores, on Dagster and DuckDB."""
 
 
-for command in (run, ingest, anomalies, settings, rebuild, forget, export_sample, dev):
+for command in (run, ingest, anomalies, incidents, settings, rebuild, forget, export_sample, dev):
     main.add_command(command)
 main.add_command(feedback)

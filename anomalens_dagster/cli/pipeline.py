@@ -27,6 +27,7 @@ from anomalens_dagster.cli.common import (
     resolve_db_path,
     run_config_for,
 )
+from anomalens_dagster.cli.incidents import print_top_incidents, top_incidents
 from anomalens_dagster.cli.queries import (
     landed_row_count,
     print_detection_quality,
@@ -134,7 +135,7 @@ def _materialise(
 
 
 def _print_outcome(db_path: Path, run_id: str) -> None:
-    """What a successful run left: rows per table, the store summary, top anomalies, the evaluation."""
+    """What a successful run left: rows per table, the store summary, top incidents, the evaluation."""
     from anomalens_dagster.assets.reports import report_path
 
     click.echo(f"\nRun {run_id} succeeded.\n\nRows per table:")
@@ -144,8 +145,9 @@ def _print_outcome(db_path: Path, run_id: str) -> None:
     if summary is not None:
         click.echo("\nStore summary:")
         click.echo(summary.to_string(index=False))
-    top = top_anomalies(db_path)
-    if top is not None:
+    if top_incidents(db_path) is not None:
+        print_top_incidents(db_path)
+    elif (top := top_anomalies(db_path)) is not None:  # a store whose incidents were never built
         click.echo(f"\nTop {len(top)} anomalies (highest ensemble score):")
         with pd.option_context("display.max_colwidth", 110, "display.width", 250):
             click.echo(top.to_string(index=False))

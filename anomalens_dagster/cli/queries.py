@@ -102,6 +102,7 @@ ANOMALY_LIST_COLUMNS = (
     "customer_id",
     "ip_address",
     "session_id",
+    "incident_id",
     "description",
 )
 
@@ -177,7 +178,7 @@ def anomalies(
         )
     except duckdb.BinderException as error:
         raise click.ClickException(
-            f"the anomaly records in {db_path} predate the customer, IP and session columns: "
+            f"the anomaly records in {db_path} predate the customer, IP, session or incident columns: "
             f"run `anomalens rebuild {ANOMALIES}` ({error})"
         ) from error
     if records is None:

@@ -43,8 +43,9 @@ Severity (``SEVERITY_RATIO_CUTS`` in constants)
 
 Descriptions
     Each record's ``description`` and ``details.rule`` follow the rules of
-    :mod:`anomalens_dagster.core.descriptions`; emails are masked there. Consolidation and session
-    histories live in :mod:`anomalens_dagster.core.consolidation` (re-exported here).
+    :mod:`anomalens_dagster.core.descriptions`; emails are masked there. Explanations live in
+    :mod:`anomalens_dagster.core.explanations`, consolidation and session histories in
+    :mod:`anomalens_dagster.core.consolidation` (their public names are re-exported here).
 
 Sentences are formatted per flagged row (a few percent of the rows); selecting, joining and
 classifying the rows is vectorised.
@@ -55,7 +56,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -64,13 +64,11 @@ import numpy as np
 import pandas as pd
 
 from anomalens_dagster.constants import (
-    DEFAULT_EXPLAIN_TOP_K,
     DETECTOR_ENSEMBLE,
     DETECTOR_NAMES,
     ENSEMBLE_THRESHOLD,
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
-    ENTITY_TYPES,
     SEVERITY_HIGH,
     SEVERITY_LOW,
     SEVERITY_MEDIUM,
@@ -111,8 +109,13 @@ from anomalens_dagster.core.descriptions import (
     order_sentence,
     text_or_none,
 )
+from anomalens_dagster.core.explanations import (
+    SCORE_ID_COLUMNS,
+    explain_flagged,
+    explained_by_detector,
+    score_id_column,
+)
 from anomalens_dagster.core.frames import empty_frame, require_columns
-from anomalens_dagster.core.scoring import ScoringModel
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ __all__ = [
     "SESSION_ACTIVITY_COLUMNS",
     "SESSION_CONTEXT_COLUMNS",
     "SESSION_CONTEXT_DTYPES",
+    "SCORE_ID_COLUMNS",
     "anomaly_id",
     "build_anomalies",
     "consolidate",
@@ -174,8 +178,7 @@ ANOMALY_DTYPES: dict[str, str] = {
 }
 ANOMALY_COLUMNS: tuple[str, ...] = tuple(ANOMALY_DTYPES)
 
-# The scores frame of `core.scoring.score_rows` names the entity's id and time like this.
-SCORE_ID_COLUMNS: dict[str, str] = {ENTITY_ACTIVITY: "activity_id", ENTITY_ORDER: "order_id"}
+# The scores frame of `core.scoring.score_rows` names the entity's time like this (its id: SCORE_ID_COLUMNS).
 SCORE_TIME_COLUMNS: dict[str, str] = {ENTITY_ACTIVITY: "timestamp", ENTITY_ORDER: "created_at"}
 SCORE_COLUMNS: tuple[str, ...] = ("detector", "score", "is_anomaly", "model_version")
 
@@ -227,38 +230,6 @@ def severity(detector: str, score: float, threshold: float) -> str:
     return str(_severities(np.array([score / threshold]), *cuts)[0])
 
 
-def explain_flagged(
-    models: Mapping[str, ScoringModel],
-    features: pd.DataFrame,
-    scores: pd.DataFrame,
-    entity_type: str,
-    top_k: int = DEFAULT_EXPLAIN_TOP_K,
-) -> dict[str, pd.DataFrame]:
-    """The ``explanations`` argument of :func:`build_anomalies`.
-
-    For every model, ``model.detector.explain`` of the feature rows it flagged in ``scores``,
-    indexed by entity id: columns ``feature_1, contribution_1, ..., feature_k, contribution_k``.
-    ``features`` is the feature frame that was scored (an ``id`` column plus the model's features).
-    """
-    id_column = _score_id_column(entity_type)
-    require_columns(scores, (id_column, "detector", "is_anomaly"), "scores")
-    require_columns(features, ("id",), "features")
-    by_id = features.set_index("id")
-    if not by_id.index.is_unique:
-        raise ValueError("features: `id` is not unique; pass one feature row per entity")
-    flagged = scores.loc[scores["is_anomaly"].to_numpy(dtype=bool), [id_column, "detector"]]
-    explanations = {}
-    for name, model in models.items():
-        ids = flagged.loc[flagged["detector"] == name, id_column].to_numpy(np.int64)
-        missing = np.setdiff1d(ids, by_id.index.to_numpy())
-        if len(missing):
-            raise ValueError(
-                f"features lack {len(missing)} {entity_type} rows flagged by {name}: {missing[:5].tolist()}"
-            )
-        explanations[name] = model.detector.explain(by_id.loc[ids], top_k)
-    return explanations
-
-
 def build_anomalies(
     entity_type: str,
     scores: pd.DataFrame,
@@ -299,7 +270,7 @@ def build_anomalies(
     severity cuts, flagged entities without facts or explanation, and repeated (entity, detector)
     scores (they would give two records one id).
     """
-    id_column = _score_id_column(entity_type)
+    id_column = score_id_column(entity_type)
     time_column = SCORE_TIME_COLUMNS[entity_type]
     require_columns(scores, (id_column, time_column, *SCORE_COLUMNS), "scores")
     require_columns(entities, ENTITY_FACT_COLUMNS[entity_type], "entities")
@@ -337,7 +308,7 @@ def build_anomalies(
     flagged["severity"] = _severities(flagged["ratio"].to_numpy(), medium, high)
 
     facts = _facts_of_flagged(entities, flagged["entity_id"], entity_type)
-    explained = _explained(flagged, explanations, entity_type)
+    explained = explained_by_detector(flagged, explanations, entity_type)
     ensemble_parts = _ensemble_components(scores, flagged, all_thresholds, id_column)
     if entity_type == ENTITY_ACTIVITY:
         rules = activity_rules(facts)
@@ -408,12 +379,6 @@ def build_anomalies(
 # --- Validation ----------------------------------------------------------------------------------
 
 
-def _score_id_column(entity_type: str) -> str:
-    if entity_type not in ENTITY_TYPES:
-        raise ValueError(f"unknown entity type {entity_type!r}; expected one of {list(ENTITY_TYPES)}")
-    return SCORE_ID_COLUMNS[entity_type]
-
-
 def _checked_thresholds(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> dict[str, float]:
     """Every detector's threshold, the ensemble's included, each checked to be positive."""
     all_thresholds = {DETECTOR_ENSEMBLE: ENSEMBLE_THRESHOLD, **{k: float(v) for k, v in thresholds.items()}}
@@ -471,51 +436,6 @@ def _who_and_where(facts: pd.DataFrame, entity_type: str) -> dict[str, Any]:
         "ip_address": [text_or_none(value) for value in facts["ip_address"]],
         "session_id": [text_or_none(value) for value in facts["session_id"]],
     }
-
-
-def _explanation_pairs(frame: pd.DataFrame) -> dict[int, list[tuple[str, float]]]:
-    """Entity id -> [(feature, contribution)] strongest first, from an `explain` frame."""
-    ranks = 0
-    while f"feature_{ranks + 1}" in frame.columns and f"contribution_{ranks + 1}" in frame.columns:
-        ranks += 1
-    names = [frame[f"feature_{rank}"].to_numpy(dtype=object).tolist() for rank in range(1, ranks + 1)]
-    values = [frame[f"contribution_{rank}"].to_numpy(np.float64).tolist() for rank in range(1, ranks + 1)]
-    rows = zip(*names, *values, strict=True) if ranks else ([] for _ in range(len(frame)))
-    return {
-        entity_id: [
-            (name, value)
-            for name, value in zip(row[:ranks], row[ranks:], strict=True)
-            if isinstance(name, str) and math.isfinite(value)
-        ]
-        for entity_id, row in zip(frame.index.to_numpy(np.int64).tolist(), rows, strict=True)
-    }
-
-
-def _explained(
-    flagged: pd.DataFrame, explanations: Mapping[str, pd.DataFrame], entity_type: str
-) -> dict[str, dict[int, list[tuple[str, float]]]]:
-    """Detector -> entity id -> its explanation, for every entity the detector flagged.
-
-    The ensemble has no explanation of its own: its records borrow their strongest component's.
-    """
-    explained: dict[str, dict[int, list[tuple[str, float]]]] = {}
-    for detector, ids in flagged.groupby("detector")["entity_id"]:
-        if detector == DETECTOR_ENSEMBLE:
-            continue
-        if detector not in explanations:
-            raise ValueError(
-                f"explanations: none for {detector}, which flagged {len(ids)} {entity_type} rows; "
-                "pass explain() of its flagged rows (see explain_flagged)"
-            )
-        frame = explanations[detector]
-        missing = np.setdiff1d(ids.to_numpy(), frame.index.to_numpy(np.int64))
-        if len(missing):
-            raise ValueError(
-                f"explanations[{detector!r}]: no row for {len(missing)} flagged {entity_type} rows, "
-                f"e.g. {missing[:5].tolist()}; index the explain() frame by entity id"
-            )
-        explained[str(detector)] = _explanation_pairs(frame.loc[frame.index.isin(ids.to_numpy())])
-    return explained
 
 
 def _ensemble_components(

@@ -11,7 +11,7 @@ An incident's rows are the ensemble's anomaly records of its entities; each carr
 - ``purchase_total_mismatch``: "2 purchases totalling 4,512.00 for items costing 118.70 (38x their
   price) from 198.51.100.4 within 3 min".
 - ``unusual_activity``: "5 unusual actions (3 view_page, 2 search) from 198.51.100.4 over 12 min;
-  strongest signal: session_action_count".
+  strongest signal: session_action_count" ("1 unusual purchase ..." when all rows share an action).
 - orders: "3 orders totalling 4,512.00 from customer 42 within 20 min, 38x what their items cost";
   "... for items costing 224.60"; "..., 12x the customer's median order (75.00)"; "... with no
   items"; "... unlike the training data; strongest signal: hour_of_day".
@@ -122,6 +122,8 @@ def _activity_sentence(rule: str, rows: list[Mapping[str, Any]], top_feature: st
             f"{where}"
         )
     kinds = Counter(actions)
+    if len(kinds) == 1:
+        return f"{_actions(len(rows), actions[0], 'unusual ')} {where}{_strongest(top_feature)}"
     detail = ", ".join(f"{count} {action}" for action, count in kinds.most_common())
     return f"{count_of(len(rows), 'unusual action')} ({detail}) {where}{_strongest(top_feature)}"
 
@@ -213,13 +215,13 @@ def _plural(action: str) -> str:
     return _PLURALS.get(action, f"{action}s")
 
 
-def _actions(n: int, action: str) -> str:
-    """'1 search', '14 searches', '9 failed logins', '2 view_page actions'."""
+def _actions(n: int, action: str, adjective: str = "") -> str:
+    """'1 search', '14 searches', '9 failed logins', '2 unusual view_page actions'."""
     if action == "failed_login":
-        return count_of(n, "failed login")
+        return f"{n} {adjective}failed login{'' if n == 1 else 's'}"
     if n == 1:
-        return f"1 {action}" + (" action" if "_" in action else "")
-    return f"{n} {_plural(action)}"
+        return f"1 {adjective}{action}" + (" action" if "_" in action else "")
+    return f"{n} {adjective}{_plural(action)}"
 
 
 def _action_list(counts: Counter[str]) -> str:

@@ -67,29 +67,34 @@ def replace_incidents(conn: duckdb.DuckDBPyConnection, grouping: IncidentGroupin
     """Replace `detections.incidents` with `grouping.incidents` and set every record's `incident_id`,
     in one transaction (records of entities in no incident get NULL)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {DETECTIONS_SCHEMA}")
+    with transaction(conn):
+        write_incidents(conn, grouping)
+
+
+def write_incidents(conn: duckdb.DuckDBPyConnection, grouping: IncidentGrouping) -> None:
+    """`replace_incidents` inside a transaction the caller holds (the schema must exist)."""
     incidents = pa.Table.from_pandas(grouping.incidents[list(INCIDENT_COLUMNS)], preserve_index=False)
     members = pa.Table.from_pandas(grouping.members, preserve_index=False)
     casts = ", ".join(
         f"CAST({name} AS {sql_type.removesuffix(' NOT NULL')}) AS {name}"
         for name, sql_type in INCIDENT_SQL_TYPES.items()
     )
-    with transaction(conn):
-        conn.execute(INCIDENTS_DDL)
-        conn.register("incoming_incidents", incidents)
-        conn.execute(f"DELETE FROM {INCIDENTS_TABLE}")
-        conn.execute(f"INSERT INTO {INCIDENTS_TABLE} BY NAME SELECT {casts} FROM incoming_incidents")
-        conn.unregister("incoming_incidents")
-        if table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA):
-            records = f"{DETECTIONS_SCHEMA}.{ANOMALIES}"
-            conn.execute(f"ALTER TABLE {records} ADD COLUMN IF NOT EXISTS incident_id VARCHAR")
-            conn.register("incoming_members", members)
-            conn.execute(
-                f"""UPDATE {records} AS r SET incident_id = m.incident_id
-                    FROM (SELECT r.entity_type, r.entity_id, m.incident_id
-                          FROM (SELECT DISTINCT entity_type, entity_id FROM {records}) AS r
-                          LEFT JOIN incoming_members AS m USING (entity_type, entity_id)) AS m
-                    WHERE r.entity_type = m.entity_type AND r.entity_id = m.entity_id
-                      AND r.incident_id IS DISTINCT FROM m.incident_id"""
-            )
-            conn.unregister("incoming_members")
+    conn.execute(INCIDENTS_DDL)
+    conn.register("incoming_incidents", incidents)
+    conn.execute(f"DELETE FROM {INCIDENTS_TABLE}")
+    conn.execute(f"INSERT INTO {INCIDENTS_TABLE} BY NAME SELECT {casts} FROM incoming_incidents")
+    conn.unregister("incoming_incidents")
+    if table_exists(conn, ANOMALIES, DETECTIONS_SCHEMA):
+        records = f"{DETECTIONS_SCHEMA}.{ANOMALIES}"
+        conn.execute(f"ALTER TABLE {records} ADD COLUMN IF NOT EXISTS incident_id VARCHAR")
+        conn.register("incoming_members", members)
+        conn.execute(
+            f"""UPDATE {records} AS r SET incident_id = m.incident_id
+                FROM (SELECT r.entity_type, r.entity_id, m.incident_id
+                      FROM (SELECT DISTINCT entity_type, entity_id FROM {records}) AS r
+                      LEFT JOIN incoming_members AS m USING (entity_type, entity_id)) AS m
+                WHERE r.entity_type = m.entity_type AND r.entity_id = m.entity_id
+                  AND r.incident_id IS DISTINCT FROM m.incident_id"""
+        )
+        conn.unregister("incoming_members")
     logger.info("replaced %s with %d incidents", INCIDENTS_TABLE, len(grouping.incidents))

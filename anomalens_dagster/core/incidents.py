@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -144,13 +144,16 @@ def group_incidents(
     records: pd.DataFrame,
     gap: timedelta = timedelta(minutes=DEFAULT_INCIDENT_GAP_MINUTES),
     allow_rules: pd.DataFrame | None = None,
+    *,
+    link_logged_in_rows_by_ip: bool = False,
 ) -> IncidentGrouping:
     """Group the ensemble-flagged rows of ``records`` into incidents (see the module docstring).
 
     ``records``: anomaly records (``detections.anomalies`` rows) with at least ``RECORD_COLUMNS``,
     any detector; only entities with an ensemble record become incidents, the other detectors'
     records count towards their severity. ``allow_rules``: ``allow_kind`` ('ip' | 'customer') and
-    ``allow_value`` of the allow rules in force (None: no rule). Raises ValueError for a missing
+    ``allow_value`` of the allow rules in force (None: no rule). ``link_logged_in_rows_by_ip``: link
+    every row by IP, not only anonymous ones (what the shared-IP rule avoids; for measuring it). Raises ValueError for a missing
     column, an unknown entity type or severity, a non-positive gap, or an entity with two ensemble
     records.
     """
@@ -167,7 +170,7 @@ def group_incidents(
     rows = _ensemble_rows(records)
     if rows.empty:
         return IncidentGrouping(empty_frame(INCIDENT_DTYPES), empty_frame(MEMBER_DTYPES))
-    rows["component"] = _components(rows, gap)
+    rows["component"] = _components(rows, gap, link_logged_in_rows_by_ip)
     rows = _with_incident_ids(rows)
     rows["severity_rank"] = _entity_severity_ranks(records, rows)
     rows["allowed"] = _allowed(rows, allow_rules)
@@ -216,9 +219,9 @@ def _ensemble_rows(records: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["event_timestamp", "entity_type", "entity_id"], kind="stable").reset_index(drop=True)
 
 
-def _components(rows: pd.DataFrame, gap: timedelta) -> np.ndarray:
+def _components(rows: pd.DataFrame, gap: timedelta, every_row_by_ip: bool) -> np.ndarray:
     """Connected-component label of each row over the links of the module docstring."""
-    anonymous = rows["customer_id"].isna().to_numpy()
+    anonymous = rows["customer_id"].isna().to_numpy() | every_row_by_ip
     keys = {
         "session": rows["session_id"],
         "customer": rows["customer_id"].astype("str").where(rows["customer_id"].notna()),
@@ -325,34 +328,45 @@ def _incident_rows(rows: pd.DataFrame) -> pd.DataFrame:
     incidents["order_ids"] = incidents["order_ids"].apply(lambda value: value if isinstance(value, list) else [])
     incidents["max_severity"] = np.asarray(SEVERITIES, dtype=object)[incidents["severity_rank"].to_numpy()]
     incidents["top_features"] = groups["features"].agg(_top_features)
-    incidents["summary"] = [
-        summarise_incident(
-            group["entity_type"].iat[0],
-            [
-                {
-                    "event_timestamp": row.event_timestamp,
-                    "rule": row.rule,
-                    "facts": row.facts,
-                    "customer_id": None if pd.isna(row.customer_id) else int(row.customer_id),
-                    "ip_address": None if pd.isna(row.ip_address) else row.ip_address,
-                }
-                for row in group.itertuples(index=False)
-            ],
-            (incidents.at[incident, "top_features"] or [None])[0],
-        )
-        for incident, group in groups
-    ]
+    incidents["summary"] = _summaries(rows, incidents)
     incidents = incidents.reset_index().sort_values(["first_seen", "incident_id"], kind="stable")
     return incidents[list(INCIDENT_COLUMNS)].astype(INCIDENT_DTYPES).reset_index(drop=True)
+
+
+def _summaries(rows: pd.DataFrame, incidents: pd.DataFrame) -> list[str]:
+    """Each incident's sentence, from its rows in time order (rows are sorted by time)."""
+    known = rows[["customer_id", "ip_address"]].astype(object)
+    known = known.where(rows[["customer_id", "ip_address"]].notna(), None)
+    by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for incident, at, rule, facts, customer, ip in zip(
+        rows["incident_id"].tolist(),
+        rows["event_timestamp"].tolist(),
+        rows["rule"].tolist(),
+        rows["facts"].tolist(),
+        known["customer_id"].tolist(),
+        known["ip_address"].tolist(),
+        strict=True,
+    ):
+        customer_id = None if customer is None else int(customer)
+        by_incident[incident].append(
+            {"event_timestamp": at, "rule": rule, "facts": facts, "customer_id": customer_id, "ip_address": ip}
+        )
+    return [
+        summarise_incident(entity_type, by_incident[incident], (features or [None])[0])
+        for incident, entity_type, features in zip(
+            incidents.index, incidents["entity_type"], incidents["top_features"], strict=True
+        )
+    ]
 
 
 def _distinct(rows: pd.DataFrame, column: str, kind: type) -> pd.Series:
     """Per incident, the sorted distinct known values of `column` as a list (empty when none)."""
     known = rows.loc[rows[column].notna() & (rows[column].astype("str") != ""), ["incident_id", column]]
-    lists = known.drop_duplicates().sort_values(["incident_id", column]).groupby("incident_id", sort=False)[column]
-    values = lists.agg(lambda series: [kind(value) for value in series])
-    every = pd.Index(rows["incident_id"].unique(), name="incident_id")
-    return values.reindex(every).apply(lambda value: value if isinstance(value, list) else [])
+    known = known.drop_duplicates().sort_values(["incident_id", column])
+    lists: dict[str, list] = {incident: [] for incident in rows["incident_id"].unique()}
+    for incident, value in zip(known["incident_id"].tolist(), known[column].tolist(), strict=True):
+        lists[incident].append(kind(value))
+    return pd.Series(lists, dtype="object").rename_axis("incident_id")
 
 
 def _parsed_details(text: Any) -> dict[str, Any]:

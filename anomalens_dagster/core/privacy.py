@@ -4,9 +4,10 @@ transaction, and record that it was done in `ops.forgotten_customers`.
 What is personal data here: the customer's email and names (store.customers), the IP addresses
 and user agents of their activities, their email where a login attempt named it
 (``details.attempted_email`` of anonymous failed logins), and those values where the anomaly
-records repeat them (columns, descriptions, JSON details, session actions; emails are masked there,
-and a masked form another customer shares, like ``jo***@example.com``, is replaced on their records too:
-erring towards forgetting). Nothing outside the DuckDB file is touched (this store has no outbox).
+records and incidents repeat them (columns, descriptions, JSON details, session actions, an
+incident's IP list and summary; emails are masked there, and a masked form another customer
+shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting).
+Nothing outside the DuckDB file is touched (this store has no outbox).
 
 The rows themselves stay: orders, activities and anomaly records keep their ids, times, amounts and
 actions, so features, models and the evaluation of past days are unchanged. The customer row keeps
@@ -28,6 +29,7 @@ from anomalens_dagster.constants import (
     CONSOLIDATED_ANOMALIES,
     CUSTOMERS,
     DETECTIONS_SCHEMA,
+    INCIDENTS,
     OPS_SCHEMA,
     STORE_SCHEMA,
     USER_ACTIVITIES,
@@ -74,7 +76,7 @@ def forget_customer(conn: duckdb.DuckDBPyConnection, customer_id: int, at: dt.da
             )
         )
         changed[f"{STORE_SCHEMA}.{USER_ACTIVITIES}"] = _forget_activities(conn, customer_id, email, secrets["ips"])
-        for table in (ANOMALIES, CONSOLIDATED_ANOMALIES):
+        for table in (ANOMALIES, CONSOLIDATED_ANOMALIES, INCIDENTS):
             if table_exists(conn, table, DETECTIONS_SCHEMA):
                 changed[f"{DETECTIONS_SCHEMA}.{table}"] = _forget_in_records(conn, table, customer_id, secrets)
         _record(conn, customer_id, at, changed)
@@ -120,11 +122,14 @@ def _forget_in_records(
             {"schema": DETECTIONS_SCHEMA, "table": table},
         ).fetchall()
     }
-    text_columns = [name for name in ("description", "details", "session_actions") if name in columns]
+    text_columns = [name for name in ("description", "details", "session_actions", "summary") if name in columns]
     assignments, matches = [], []
     if "ip_address" in columns:
         assignments.append("ip_address = CASE WHEN ip_address IN (SELECT unnest($ips)) THEN NULL ELSE ip_address END")
         matches.append("ip_address IN (SELECT unnest($ips))")
+    if "ip_addresses" in columns:  # an incident's list of IPs
+        assignments.append("ip_addresses = list_filter(ip_addresses, lambda ip: NOT list_contains($ips, ip))")
+        matches.append("len(list_intersect(ip_addresses, $ips)) > 0")
     for column in text_columns:
         replaced = f"CAST({column} AS VARCHAR)"
         for position in range(len(secrets["texts"])):

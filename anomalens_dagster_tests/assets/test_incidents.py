@@ -5,15 +5,15 @@ import duckdb
 import pytest
 
 from anomalens_dagster.assets.detections import activity_scores, anomalies, order_scores
-from anomalens_dagster.assets.incidents import incidents
-from anomalens_dagster.core.incidents import INCIDENT_SQL_TYPES
+from anomalens_dagster.assets.incidents import check_incidents_cover_every_flagged_row, incident_checks, incidents
+from anomalens_dagster.core.incidents import INCIDENT_SQL_TYPES, episode_incident_agreement
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
 from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 
 def materialize_incidents(resource, **config) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [incidents],
+        [incidents, *incident_checks],
         resources={"duckdb": resource, "settings": DEFAULT_SETTINGS},
         run_config={"ops": {"incidents": {"config": config}}} if config else None,
     )
@@ -70,6 +70,7 @@ def test_incidents_group_every_ensemble_flagged_entity_and_stamp_their_records(s
     assert metadata["dagster/row_count"].value == incident_count
     assert sum(metadata[f"incidents/{level}"].value for level in ("Low", "Medium", "High")) == incident_count
     assert "| incident_id" in metadata["top_incidents"].value
+    assert all(check.passed for check in result.get_asset_check_evaluations())
 
 
 @pytest.mark.slow
@@ -78,6 +79,7 @@ def test_rescoring_a_day_keeps_the_incident_ids_and_records_rewritten_get_them_b
     before = query(db_path, "SELECT incident_id, row_count FROM detections.incidents ORDER BY ALL")
 
     dg.materialize([anomalies], resources={"duckdb": scored_records}, partition_key=DAYS[1])
+    assert not check_incidents_cover_every_flagged_row(duckdb=scored_records).passed  # until regrouped
     assert query(
         db_path,
         "SELECT count(*) FROM detections.anomalies WHERE incident_id IS NOT NULL AND event_timestamp >= DATE '2026-03-02'",
@@ -117,3 +119,19 @@ def test_a_wider_gap_merges_incidents_and_an_allow_rule_suppresses_them(scored_r
     assert result.get_asset_materialization_events()[0].materialization.metadata["incidents/suppressed"].value == len(
         suppressed
     )
+
+
+@pytest.mark.slow
+def test_each_caught_episode_of_the_seeded_store_is_one_incident_holding_that_episode_alone(scored_records, db_path):
+    materialize_incidents(scored_records)
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        members = conn.execute(
+            "SELECT DISTINCT entity_type, entity_id, incident_id FROM detections.anomalies WHERE incident_id IS NOT NULL"
+        ).df()
+        labels = conn.execute("SELECT * FROM store.simulation_labels").df()
+
+    agreement = episode_incident_agreement(members, labels).set_index("entity_type").loc["all"]
+
+    assert agreement["caught_episodes"] >= 10
+    assert agreement["episode_share"] >= 0.95
+    assert agreement["incident_share"] >= 0.95

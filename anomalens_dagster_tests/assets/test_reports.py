@@ -20,6 +20,7 @@ from anomalens_dagster.core.evaluation import NOT_EVALUATED
 from anomalens_dagster.jobs import clear_anomalies_job
 from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_clearing_a_day_deletes_only_its_anomalies_and_clearing_all_empties_both
     assert set(before) == set(DAYS)
 
     result = clear_anomalies_job.execute_in_process(
-        resources={"duckdb": detected_store}, run_config={"ops": {"clear_anomalies": {"config": {"day": DAYS[0]}}}}
+        resources={"duckdb": detected_store, "settings": DEFAULT_SETTINGS},
+        run_config={"ops": {"clear_anomalies": {"config": {"day": DAYS[0]}}}},
     )
 
     assert per_day() == {DAYS[1]: before[DAYS[1]]}
@@ -99,17 +101,22 @@ def test_clearing_a_day_deletes_only_its_anomalies_and_clearing_all_empties_both
     cleared = [event for event in result.get_asset_materialization_events() if event.asset_key.path == ["anomalies"]]
     assert cleared[0].partition == DAYS[0]
     assert cleared[0].materialization.metadata["deleted_records"].value == before[DAYS[0]]
+    # The incidents are regrouped from the records left: none starts on the cleared day.
+    assert {
+        day for (day,) in query(db_path, "SELECT DISTINCT first_seen::DATE::VARCHAR FROM detections.incidents")
+    } == {DAYS[1]}
 
-    clear_anomalies_job.execute_in_process(resources={"duckdb": detected_store})
+    clear_anomalies_job.execute_in_process(resources={"duckdb": detected_store, "settings": DEFAULT_SETTINGS})
 
     assert per_day() == {}
     assert query(db_path, "SELECT count(*) FROM detections.consolidated_anomalies")[0][0] == 0
+    assert query(db_path, "SELECT count(*) FROM detections.incidents")[0][0] == 0
 
 
 def test_clearing_a_malformed_day_fails_with_the_expected_format(duckdb_resource):
     with pytest.raises(dg.Failure, match="not a date like 2026-11-20"):
         clear_anomalies_job.execute_in_process(
-            resources={"duckdb": duckdb_resource},
+            resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
             run_config={"ops": {"clear_anomalies": {"config": {"day": "yesterday"}}}},
         )
 

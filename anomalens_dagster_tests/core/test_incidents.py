@@ -121,7 +121,10 @@ def test_a_session_links_its_rows_whatever_their_ip():
     incidents = group_incidents(records).incidents
 
     assert incidents["row_count"].tolist() == [2]
-    assert incidents["summary"].iat[0].startswith("2 unusual actions (2 view_page) from 2 IPs within 60 s")
+    assert (
+        incidents["summary"].iat[0]
+        == "2 unusual view_page actions from 2 IPs within 60 s; strongest signal: session_action_count"
+    )
 
 
 def test_orders_and_activities_never_share_an_incident_and_orders_link_by_customer():

@@ -22,6 +22,8 @@ from anomalens_dagster.constants import (
     ENTITY_ORDER,
 )
 from anomalens_dagster.core.evaluation import evaluate_detections
+from anomalens_dagster.core.incident_tables import replace_incidents
+from anomalens_dagster.core.incidents import group_incidents
 from anomalens_dagster.core.report import (
     ReportInputs,
     ReportInputsError,
@@ -296,7 +298,7 @@ def test_missing_optional_tables_are_listed_and_the_timeline_falls_back_to_score
 
     inputs = load(db_path)
 
-    assert set(inputs.missing) == {"timeline", "thresholds", "evaluation", "top_anomalies"}
+    assert set(inputs.missing) == {"timeline", "thresholds", "evaluation", "top_anomalies", "top_incidents"}
     assert timeline_of(inputs, ENTITY_ACTIVITY)[-1] == (hour(13), 1, 1, 0, 0)
     assert inputs.thresholds.set_index(["entity_type", "detector"])["threshold"].isna().sum() == 8
     html = render_anomaly_report(inputs, "Partial", GENERATED_AT)
@@ -416,3 +418,43 @@ def test_an_unlabelled_store_reads_not_evaluated_in_the_evaluation_section_never
     evaluation = evaluation[: evaluation.index("</section>")]
     assert "Not evaluated: no labels for these days." in evaluation
     assert "0.000" not in evaluation
+
+
+def incident_record(entity_id: int, at: dt.datetime, severity: str, score: float, ip: str) -> dict:
+    details = {"rule": "failed_login_run", "facts": {"action_type": "failed_login"}, "top_features": [{"feature": "f"}]}
+    return {
+        "entity_type": ENTITY_ACTIVITY,
+        "entity_id": entity_id,
+        "detector_name": ENS,
+        "severity": severity,
+        "details": json.dumps(details),
+        "anomaly_score": score,
+        "event_timestamp": pd.Timestamp(at),
+        "customer_id": None,
+        "ip_address": ip,
+        "session_id": None,
+    }
+
+
+def test_the_report_lists_top_incidents_most_severe_first_and_rows_only_while_none_were_grouped(store):
+    without_incidents = render_anomaly_report(load(store), "r", GENERATED_AT)
+    records = pd.DataFrame(
+        [
+            incident_record(1, DAY + dt.timedelta(hours=1), "Low", 4.0, "198.51.100.1"),
+            incident_record(2, DAY + dt.timedelta(hours=5), "High", 1.5, XSS),
+            incident_record(3, DAY + dt.timedelta(hours=5, minutes=2), "Low", 1.2, XSS),
+        ]
+    ).astype({"customer_id": "Int64"})
+    with duckdb.connect(str(store)) as conn:
+        replace_incidents(conn, group_incidents(records))
+
+    inputs = load(store)
+    report = render_anomaly_report(inputs, "r", GENERATED_AT)
+
+    assert inputs.top_incidents["max_severity"].tolist() == ["High", "Low"]
+    assert re.search(r'<section id="top-incidents">\s*<h2>Top incidents</h2>', report)
+    assert "2 failed logins from &lt;script&gt;" in report and "<script>alert(" not in report
+    assert report.index("sev-High") < report.index("1 failed login from 198.51.100.1")
+    assert 'id="top-anomalies"' not in report
+    assert 'id="top-anomalies"' in without_incidents and "does not exist yet" in without_incidents
+    assert load(store, end=DAY + dt.timedelta(hours=2)).top_incidents["row_count"].tolist() == [1]
