@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.detections import (
     activity_scores,
     anomalies,
@@ -35,6 +36,7 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     "detection": [(model.op.name, "detection") for model in model_assets],
     # The ingest reads `landing` from the settings file itself, at run time (no op config).
     "landing": [],
+    "features": [(activity_features.op.name, None), (order_features.op.name, None)],
 }
 
 defs = dg.Definitions(
@@ -42,6 +44,7 @@ defs = dg.Definitions(
         store_catalog,
         simulated_store_days,
         ingested_files,
+        entity_day_summaries,
         activity_features,
         order_features,
         *model_assets,

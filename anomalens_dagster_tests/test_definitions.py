@@ -47,7 +47,7 @@ def test_every_derived_asset_refreshes_by_an_automation_condition():
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
     ]
-    assert len(derived) == 19
+    assert len(derived) == 24  # 19 + the five entity day summaries
     assert all(asset_graph.get(key).automation_condition is not None for key in derived)
 
 
