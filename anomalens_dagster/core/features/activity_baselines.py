@@ -11,6 +11,8 @@ NULL or negative), actions without IP or user agent, customers and IPs never see
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -27,7 +29,6 @@ from anomalens_dagster.constants import (
 )
 from anomalens_dagster.core.features.common import (
     US,
-    codes_with_nulls_apart,
     count_within,
     finite_or_zero,
     group_starts,
@@ -146,31 +147,40 @@ def account_age_sql(event_at: str, customer_id: str, first_known: str) -> str:
     )
 
 
-# Customer baselines of the activities in [$start, $end); $day_start is the UTC midnight of $start,
-# $window_days the baseline window, $shrinkage its k, $age_cap the account-age cap.
+# The activities of the range's first day up to its end, ordered by (timestamp, id): the day's
+# earlier actions of each customer, and its first action of the day. Parameters: $day_start, $end.
+_DAY_ROWS_SQL = f"""
+SELECT
+    id,
+    epoch_us("timestamp") AS t_us,
+    datediff('day', $day_start::TIMESTAMP, "timestamp") AS day_index,
+    CASE WHEN customer_id >= 0 THEN customer_id END AS customer_id,
+    ip_address,
+    user_agent
+FROM {_ACTIVITIES}
+WHERE "timestamp" >= $day_start AND "timestamp" < $end
+ORDER BY "timestamp", id
+"""
+
+# The customers' orders of the same days. Parameters: $day_start, $end.
+_DAY_ORDERS_SQL = f"""
+SELECT
+    customer_id,
+    epoch_us(created_at) AS t_us,
+    datediff('day', $day_start::TIMESTAMP, created_at) AS day_index,
+    {finite_or_zero("total_amount")} AS amount
+FROM {STORE_SCHEMA}.{ORDERS}
+WHERE created_at >= $day_start AND created_at < $end AND customer_id >= 0
+"""
+
+# The in-range rows (registered as _BASELINE_ROWS_VIEW, with what numpy found in the day so far)
+# joined with the summaries of the window's earlier days. Parameters: $window_days, $shrinkage, $age_cap.
+_BASELINE_ROWS_VIEW = "_anomalens_activity_baseline_rows"
 _CUSTOMER_SQL = f"""
-WITH day_rows AS (
-    SELECT
-        id,
-        "timestamp" AS event_at,
-        CAST("timestamp" AS DATE) AS day,
-        CASE WHEN customer_id >= 0 THEN customer_id END AS customer_id,
-        ip_address,
-        user_agent
-    FROM {_ACTIVITIES}
-    WHERE "timestamp" >= $day_start AND "timestamp" < $end
+WITH rows AS (
+    SELECT *, make_timestamp(t_us) AS event_at, CAST(make_timestamp(t_us) AS DATE) AS day
+    FROM {_BASELINE_ROWS_VIEW}
 ),
-ranked AS (
-    SELECT
-        *,
-        event_at >= $start AS in_range,
-        row_number() OVER (PARTITION BY customer_id, day ORDER BY event_at, id) - 1 AS earlier_actions_today,
-        min(event_at) OVER (PARTITION BY customer_id, day) AS first_today,
-        row_number() OVER (PARTITION BY customer_id, ip_address, day ORDER BY event_at, id) = 1 AS first_with_ip,
-        row_number() OVER (PARTITION BY customer_id, user_agent, day ORDER BY event_at, id) = 1 AS first_with_agent
-    FROM day_rows
-),
-rows AS (SELECT * FROM ranked WHERE in_range),
 customer_days AS (SELECT DISTINCT customer_id, day FROM rows WHERE customer_id IS NOT NULL),
 history AS (
     SELECT
@@ -202,24 +212,6 @@ known_agents AS (
         ON a.customer_id = r.customer_id AND a.user_agent = r.user_agent
         AND a.day >= r.day - $window_days AND a.day < r.day
 ),
--- The customers' orders of the day so far, one row per distinct order time (ties counted together).
-orders_today AS (
-    SELECT
-        customer_id,
-        day,
-        placed_at,
-        sum(count(*)) OVER so_far AS orders_so_far,
-        sum(sum(amount)) OVER so_far AS spend_so_far
-    FROM (
-        SELECT customer_id, CAST(created_at AS DATE) AS day, created_at AS placed_at,
-               {finite_or_zero("total_amount")} AS amount
-        FROM {STORE_SCHEMA}.{ORDERS}
-        WHERE created_at >= $day_start AND created_at < $end
-          AND customer_id IN (SELECT customer_id FROM customer_days)
-    )
-    GROUP BY customer_id, day, placed_at
-    WINDOW so_far AS (PARTITION BY customer_id, day ORDER BY placed_at)
-),
 ip_days AS (
     SELECT r.ip_address, r.day, r.day - min(s.day) AS days_known
     FROM (SELECT DISTINCT ip_address, day FROM rows WHERE ip_address IS NOT NULL) AS r
@@ -236,7 +228,7 @@ featured AS (
         h.events,
         h.hour_cos_sum,
         h.hour_sin_sum,
-        least(c.created_at, h.first_seen_at, r.first_today) AS first_known,
+        least(c.created_at, h.first_seen_at, make_timestamp(r.first_today_us)) AS first_known,
         ki.customer_id IS NOT NULL AS ip_known,
         ka.customer_id IS NOT NULL AS agent_known,
         d.days_known
@@ -249,94 +241,65 @@ featured AS (
     LEFT JOIN ip_days AS d ON d.ip_address = r.ip_address AND d.day = r.day
 )
 SELECT
-    f.id,
-    {account_age_sql("f.event_at", "f.customer_id", "f.first_known")} AS customer_account_age_days,
-    CASE WHEN f.customer_id IS NULL THEN 0
-        ELSE coalesce(f.history_orders, 0) + coalesce(o.orders_so_far, 0) END AS customer_orders_in_window,
-    CASE WHEN f.customer_id IS NULL THEN 0.0
-        ELSE coalesce(f.history_spend, 0.0) + coalesce(o.spend_so_far, 0.0) END AS customer_spend_in_window,
-    {hour_distance_sql("f.event_at", "f.events", "f.hour_cos_sum", "f.hour_sin_sum")}
-        AS hour_distance_from_customer_usual,
-    CASE WHEN f.customer_id IS NOT NULL AND f.ip_address IS NOT NULL AND f.earlier_actions > 0
-              AND f.first_with_ip AND NOT f.ip_known THEN 1 ELSE 0 END AS ip_new_for_customer,
-    CASE WHEN f.customer_id IS NOT NULL AND f.user_agent IS NOT NULL AND f.earlier_actions > 0
-              AND f.first_with_agent AND NOT f.agent_known THEN 1 ELSE 0 END AS user_agent_new_for_customer,
-    CASE WHEN f.ip_address IS NULL THEN $window_days ELSE coalesce(f.days_known, 0) END AS ip_days_since_first_seen
-FROM featured AS f
-ASOF LEFT JOIN orders_today AS o
-    ON o.customer_id = f.customer_id AND o.day = f.day AND f.event_at > o.placed_at
-ORDER BY f.event_at, f.id
+    id,
+    {account_age_sql("event_at", "customer_id", "first_known")} AS customer_account_age_days,
+    CASE WHEN customer_id IS NULL THEN 0
+        ELSE coalesce(history_orders, 0) + orders_today END AS customer_orders_in_window,
+    CASE WHEN customer_id IS NULL THEN 0.0
+        ELSE coalesce(history_spend, 0.0) + spend_today END AS customer_spend_in_window,
+    {hour_distance_sql("event_at", "events", "hour_cos_sum", "hour_sin_sum")} AS hour_distance_from_customer_usual,
+    CASE WHEN customer_id IS NOT NULL AND ip_address IS NOT NULL AND earlier_actions > 0
+              AND first_with_ip AND NOT ip_known THEN 1 ELSE 0 END AS ip_new_for_customer,
+    CASE WHEN customer_id IS NOT NULL AND user_agent IS NOT NULL AND earlier_actions > 0
+              AND first_with_agent AND NOT agent_known THEN 1 ELSE 0 END AS user_agent_new_for_customer,
+    CASE WHEN ip_address IS NULL THEN $window_days ELSE coalesce(days_known, 0) END AS ip_days_since_first_seen
+FROM featured
+ORDER BY t_us, id
 """
 
-# The IP's actions of the 24 hours before [$start, $end) and in it, ordered by (timestamp, id), with
-# the distinct counts DuckDB's windows answer (numpy answers the others, see ip_history_features).
+# The activities of the 24 hours before [$start, $end) and in it, ordered by (timestamp, id), with
+# what the IP windows count (ip_history_features). Parameters: $start, $end.
 _IP_HISTORY_SQL = f"""
-WITH context AS (
-    SELECT
-        id,
-        "timestamp" AS event_at,
-        ip_address,
-        CASE WHEN customer_id >= 0 THEN customer_id END AS customer_id,
-        CASE WHEN action_type IN ('login', 'failed_login')
-            THEN coalesce(json_extract_string(details, '$.attempted_email'), json_extract_string(details, '$.email'))
-        END AS email,
-        coalesce(action_type = 'failed_login', false) AS is_failed_login,
-        coalesce(action_type IN ('login', 'failed_login'), false) AS is_login_attempt
-    FROM {_ACTIVITIES}
-    WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {IP_HISTORY_SECONDS} SECOND AND "timestamp" < $end
-),
-ips AS (
-    SELECT ip_address, row_number() OVER () AS ip_code
-    FROM (SELECT DISTINCT ip_address FROM context WHERE ip_address IS NOT NULL)
-),
-windowed AS (
-    SELECT
-        c.*,
-        i.ip_code,
-        count(DISTINCT c.customer_id) OVER last_hour AS customers_1h,
-        count(DISTINCT c.customer_id) OVER last_day AS customers_24h,
-        count(DISTINCT c.email) OVER last_hour AS emails_1h,
-        count(DISTINCT c.email) OVER last_day AS emails_24h
-    FROM context AS c
-    LEFT JOIN ips AS i ON i.ip_address = c.ip_address
-    WINDOW
-        last_hour AS (PARTITION BY c.ip_address ORDER BY c.event_at
-            RANGE BETWEEN INTERVAL '{_LAST_HOUR_US} microseconds' PRECEDING AND CURRENT ROW),
-        last_day AS (PARTITION BY c.ip_address ORDER BY c.event_at
-            RANGE BETWEEN INTERVAL '{_LAST_DAY_US} microseconds' PRECEDING AND CURRENT ROW)
-)
 SELECT
     id,
-    epoch_us(event_at) AS t_us,
-    event_at >= $start AS in_range,
-    ip_code,
-    is_failed_login,
-    is_login_attempt,
-    CASE WHEN ip_code IS NULL THEN (customer_id IS NOT NULL)::BIGINT ELSE customers_1h END AS ip_distinct_customers_1h,
-    CASE WHEN ip_code IS NULL THEN (customer_id IS NOT NULL)::BIGINT ELSE customers_24h END AS ip_distinct_customers_24h,
-    CASE WHEN ip_code IS NULL THEN (email IS NOT NULL)::BIGINT ELSE emails_1h END AS ip_distinct_emails_1h,
-    CASE WHEN ip_code IS NULL THEN (email IS NOT NULL)::BIGINT ELSE emails_24h END AS ip_distinct_emails_24h
-FROM windowed
-ORDER BY t_us, id
+    epoch_us("timestamp") AS t_us,
+    "timestamp" >= $start AS in_range,
+    ip_address,
+    CASE WHEN customer_id >= 0 THEN customer_id END AS customer_id,
+    CASE WHEN action_type IN ('login', 'failed_login')
+        THEN coalesce(json_extract_string(details, '$.attempted_email'), json_extract_string(details, '$.email'))
+    END AS email,
+    coalesce(action_type = 'failed_login', false) AS is_failed_login,
+    coalesce(action_type IN ('login', 'failed_login'), false) AS is_login_attempt
+FROM {_ACTIVITIES}
+WHERE "timestamp" >= $start::TIMESTAMP - INTERVAL {IP_HISTORY_SECONDS} SECOND AND "timestamp" < $end
+ORDER BY "timestamp", id
 """
 
 
 def activity_baseline_features(
-    conn: duckdb.DuckDBPyConnection, start, end, baseline_days: int, shrinkage: int
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, baseline_days: int, shrinkage: int
 ) -> pa.Table:
     """The baseline columns of the activities in [start, end) (naive UTC), ordered by (timestamp, id), with ``id``."""
     day_start = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    customer = conn.execute(
-        _CUSTOMER_SQL,
+    day_rows = conn.execute(_DAY_ROWS_SQL, {"day_start": day_start, "end": end}).fetch_arrow_table()
+    day_orders = conn.execute(_DAY_ORDERS_SQL, {"day_start": day_start, "end": end}).fetch_arrow_table()
+    so_far = _customer_day_so_far(day_rows, day_orders)
+    in_range = to_numpy(day_rows, "t_us") >= (start - _EPOCH) // timedelta(microseconds=1)
+    rows = pa.table(
         {
-            "start": start,
-            "end": end,
-            "day_start": day_start,
-            "window_days": baseline_days,
-            "shrinkage": shrinkage,
-            "age_cap": float(ACCOUNT_AGE_CAP_DAYS),
-        },
-    ).fetch_arrow_table()
+            **{name: day_rows[name] for name in ("id", "t_us", "customer_id", "ip_address", "user_agent")},
+            **so_far,
+        }
+    ).filter(pa.array(in_range))
+    conn.register(_BASELINE_ROWS_VIEW, rows)
+    try:
+        customer = conn.execute(
+            _CUSTOMER_SQL,
+            {"window_days": baseline_days, "shrinkage": shrinkage, "age_cap": float(ACCOUNT_AGE_CAP_DAYS)},
+        ).fetch_arrow_table()
+    finally:
+        conn.unregister(_BASELINE_ROWS_VIEW)
     ip = ip_history_features(conn.execute(_IP_HISTORY_SQL, {"start": start, "end": end}).fetch_arrow_table())
     if not np.array_equal(to_numpy(customer, "id"), ip["id"]):
         raise RuntimeError(f"activity ids of [{start}, {end}) changed between two reads of one connection")
@@ -346,15 +309,112 @@ def activity_baseline_features(
     return pa.table(columns)
 
 
+_EPOCH = datetime(1970, 1, 1)
+_DAY_US = 86_400 * US
+
+
+def _customer_day_so_far(day_rows: pa.Table, day_orders: pa.Table) -> dict[str, np.ndarray]:
+    """Per activity (rows in (timestamp, id) order): what its customer did earlier the same day.
+
+    earlier_actions_today, first_today_us (their first action of the day), first_with_ip /
+    first_with_agent (no earlier action of theirs that day with this IP / user agent), orders_today
+    and spend_today (their orders placed strictly before it that day). Anonymous rows get zeros.
+    """
+    n = day_rows.num_rows
+    customer = _codes_or_minus_one(day_rows["customer_id"])
+    day = to_numpy(day_rows, "day_index").astype(np.int64)
+    t_us = to_numpy(day_rows, "t_us")
+    ip = _codes_or_minus_one(day_rows["ip_address"])
+    agent = _codes_or_minus_one(day_rows["user_agent"])
+    known = customer >= 0
+    position = np.arange(n)
+
+    # (customer, day) groups in time order: a stable sort keeps the (timestamp, id) order inside.
+    group = customer * (day.max(initial=0) + 1) + day
+    by_group = np.argsort(group, kind="stable")
+    starts = group_starts(group[by_group])
+    first_index = np.maximum.accumulate(np.where(starts, position, 0))
+    earlier = unsort(position - first_index, by_group)
+    first_today = unsort(t_us[by_group][first_index], by_group)
+
+    def first_with(value: np.ndarray) -> np.ndarray:
+        keyed = group * (value.max(initial=0) + 2) + value + 1
+        order = np.argsort(keyed, kind="stable")
+        return unsort(group_starts(keyed[order]), order)
+
+    orders_today, spend_today = _orders_before(day_rows, day_orders, customer, day, t_us)
+    return {
+        "earlier_actions_today": np.where(known, earlier, 0),
+        "first_today_us": np.where(known, first_today, t_us),
+        "first_with_ip": known & first_with(ip),
+        "first_with_agent": known & first_with(agent),
+        "orders_today": np.where(known, orders_today, 0),
+        "spend_today": np.where(known, spend_today, 0.0),
+    }
+
+
+def _orders_before(
+    day_rows: pa.Table, day_orders: pa.Table, customer: np.ndarray, day: np.ndarray, t_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each activity, its customer's orders of the same day placed strictly before it: count and amount."""
+    n_rows = day_rows.num_rows
+    ids = day_rows["customer_id"].fill_null(-1).to_numpy()
+    order_customer = day_orders["customer_id"].to_numpy()
+    # Codes of the customers shared by both tables: orders of customers without activity never match.
+    vocabulary, act_code = np.unique(ids, return_inverse=True)
+    order_code = np.searchsorted(vocabulary, order_customer)
+    order_code = (
+        np.where(
+            (order_code < len(vocabulary))
+            & (vocabulary[np.minimum(order_code, len(vocabulary) - 1)] == order_customer),
+            order_code,
+            -1,
+        )
+        if len(vocabulary)
+        else np.full(len(order_customer), -1)
+    )
+    days = int(max(day.max(initial=0), to_numpy(day_orders, "day_index").max(initial=0))) + 1
+    order_day = to_numpy(day_orders, "day_index").astype(np.int64)
+    keep = order_code >= 0
+    # Dense codes of the (customer, day) pairs keep the keys far below the int64 limit.
+    _, pair_code = np.unique(
+        np.concatenate((act_code * days + day, order_code[keep] * days + order_day[keep])), return_inverse=True
+    )
+    act_pair, order_pair = pair_code[:n_rows], pair_code[n_rows:]
+    order_key = order_pair * _DAY_US + to_numpy(day_orders, "t_us")[keep] % _DAY_US
+    amounts = to_numpy(day_orders, "amount")[keep]
+    by_key = np.argsort(order_key, kind="stable")
+    order_key, amounts = order_key[by_key], amounts[by_key]
+    cumulative = np.concatenate(([0.0], np.cumsum(amounts)))
+    group_key = act_pair * _DAY_US
+    before = np.searchsorted(order_key, group_key + t_us % _DAY_US, side="left")
+    day_first = np.searchsorted(order_key, group_key, side="left")
+    return before - day_first, cumulative[before] - cumulative[day_first]
+
+
+def _codes_or_minus_one(column: pa.ChunkedArray) -> np.ndarray:
+    """Dense int64 codes of a column's values (any type), -1 for NULL."""
+    encoded = (
+        column.combine_chunks().dictionary_encode()
+        if column.num_chunks
+        else pa.array([], column.type).dictionary_encode()
+    )
+    return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def ip_history_features(context: pa.Table) -> dict[str, np.ndarray]:
-    """The IP columns numpy computes from the 24-h context, for its in-range rows, in (timestamp, id) order."""
+    """The IP columns of the 24-h context's in-range rows, in (timestamp, id) order."""
     t_us = to_numpy(context, "t_us")
     n = len(t_us)
-    ip_code = codes_with_nulls_apart(context["ip_code"])
+    ip_code = _codes_or_minus_one(context["ip_address"])
+    # Each action without IP is a group of its own, numbered after the IPs.
+    missing = ip_code < 0
+    ip_code[missing] = ip_code.max(initial=-1) + 1 + np.arange(missing.sum())
     position = np.arange(n, dtype=np.int64)
     by_ip = np.argsort(ip_code * n + position)
     t = t_us[by_ip]
-    starts = group_starts(ip_code[by_ip])
+    group = ip_code[by_ip]
+    starts = group_starts(group)
     key = window_key(t, starts, _LAST_DAY_US)
     failed_key = key[to_numpy(context, "is_failed_login")[by_ip]]
     attempt_key = key[to_numpy(context, "is_login_attempt")[by_ip]]
@@ -366,17 +426,38 @@ def ip_history_features(context: pa.Table) -> dict[str, np.ndarray]:
         "ip_failed_login_share_24h": failed / (attempts + FAILED_LOGIN_PSEUDO_ATTEMPTS),
         "ip_gap_cv_last_20": _gap_cv(t, starts, key),
     }
+    for values, name in ((context["customer_id"], "customers"), (context["email"], "emails")):
+        code = _codes_or_minus_one(values)[by_ip]
+        for window_us, suffix in ((_HOUR_US, "1h"), (IP_HISTORY_SECONDS * US, "24h")):
+            by_ip_values[f"ip_distinct_{name}_{suffix}"] = _distinct_within(key, group, code, window_us)
     in_range = to_numpy(context, "in_range")
     result = {name: unsort(values, by_ip)[in_range] for name, values in by_ip_values.items()}
-    for name in (
-        "ip_distinct_customers_1h",
-        "ip_distinct_customers_24h",
-        "ip_distinct_emails_1h",
-        "ip_distinct_emails_24h",
-    ):
-        result[name] = to_numpy(context, name)[in_range]
     result["id"] = to_numpy(context, "id")[in_range]
     return result
+
+
+def _distinct_within(key: np.ndarray, group: np.ndarray, value: np.ndarray, window_us: int) -> np.ndarray:
+    """Distinct non-negative ``value`` codes of each row's group in (t - window, t], ties included.
+
+    Rows come sorted by (group, time, id) with their ``window_key`` (reach at least ``window_us``).
+    The distinct values in a window are its valued rows less its repeats, a repeat being a row whose
+    value's previous occurrence lies in the window too. A row j with previous occurrence p_j is a
+    repeat in the window ending at t exactly when t_j <= t < p_j + window, so the repeats are the rows
+    with t_j <= t less those with max(t_j, p_j + window) <= t: two binary searches per row.
+    """
+    valued = value >= 0
+    valued_key = key[valued]
+    in_window = count_within(key, valued_key, window_us - 1, 0)
+    # Previous occurrence of the same (group, value), in key units (exact within a group's reach).
+    order = np.flatnonzero(valued)[np.lexsort((np.flatnonzero(valued), value[valued], group[valued]))]
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (group[order][1:] == group[order][:-1]) & (value[order][1:] == value[order][:-1])
+    ends = key[order].copy()
+    previous = np.empty(len(order), dtype=np.int64)
+    previous[1:] = key[order][:-1]
+    ends[same] = np.maximum(key[order][same], previous[same] + window_us)
+    repeats = np.searchsorted(valued_key, key, side="right") - np.searchsorted(np.sort(ends), key, side="right")
+    return in_window - repeats
 
 
 def _gap_cv(t_us: np.ndarray, starts: np.ndarray, key: np.ndarray) -> np.ndarray:
