@@ -4,8 +4,11 @@ The daemon's `automation_condition_sensor` evaluates these conditions every few 
 launches the runs; no hand-written sensor decides which days to refresh. What triggers what:
 
 - a store day changes (simulated, or a landed file: `ingested_files` reports the days it changed)
-  -> that day's features (and the neighbouring days', whose windows reach into it), scores and
-  anomaly records, as one run per day;
+  -> that day's entity summaries, features (and the neighbouring days', whose windows reach into it),
+  scores and anomaly records, as one run per day;
+- a day's entity summaries are written -> the features (then scores and records) of the
+  `DEFAULT_BASELINE_DAYS` days after it, whose baselines read it, once it is written (see
+  `features_refresh`);
 - a detector gets a new version -> the scores and records of the last `DEFAULT_RESCORE_DAYS` days;
 - new anomaly records -> the consolidated anomalies and the reports, once the days are written;
 - Mondays -> the detectors retrain (and as soon as features exist, when a detector was never trained);
@@ -19,8 +22,13 @@ import datetime as dt
 import dagster as dg
 
 from anomalens_dagster.constants import (
+    CUSTOMER_ACCESS_DAY_SUMMARIES,
+    CUSTOMER_DAY_SUMMARIES,
     DEFAULT_RESCORE_DAYS,
+    IP_DAY_SUMMARIES,
     MODELS_GROUP,
+    PRODUCT_DAY_SUMMARIES,
+    STORE_DAY_SUMMARIES,
     STORE_GROUP,
     UNATTENDED_RUN_TAGS,
     WEEKLY_TRAINING_CRON,
@@ -56,7 +64,33 @@ _day_inputs_changed = (
     )
 ).since_last_handled()
 
-features_refresh = (_day_inputs_changed & _idle()).with_label("refresh the day when its store rows change")
+day_summaries_refresh = (_day_inputs_changed & _idle()).with_label("summarise the day when its store rows change")
+
+DAY_SUMMARIES = dg.AssetSelection.assets(
+    CUSTOMER_DAY_SUMMARIES, CUSTOMER_ACCESS_DAY_SUMMARIES, IP_DAY_SUMMARIES, PRODUCT_DAY_SUMMARIES, STORE_DAY_SUMMARIES
+)
+
+# The window rule. A day's baselines read the summaries of the DEFAULT_BASELINE_DAYS days before it
+# (the feature assets map them), so a day whose summaries change makes the following days' features
+# stale, and they refresh -- each as its own one-day run, like any other day. The summaries count
+# once *written* (by a run that did not also write the features of the day evaluated), not when
+# requested: a day's features must read its predecessors' new summaries, and a run per day would
+# otherwise race the run writing them. Cost: days after today do not exist yet, so the day being
+# filled (today, yesterday) refreshes at most today's features; only a late day refreshes its
+# following window, each day of it once however many of its earlier days changed together; a range
+# run that writes summaries and features together refreshes nothing more.
+_earlier_summaries_written = (
+    AutomationCondition.any_deps_match(
+        AutomationCondition.newly_updated() & ~AutomationCondition.executed_with_root_target()
+    )
+    .allow(DAY_SUMMARIES)
+    .with_label("an earlier day's summaries were written")
+)
+_store_days_changed = AutomationCondition.any_deps_updated().ignore(DAY_SUMMARIES)
+
+features_refresh = ((_store_days_changed | _earlier_summaries_written).since_last_handled() & _idle()).with_label(
+    "refresh the day when its store rows or an earlier day's summaries change"
+)
 
 # A new model re-scores only days that have features: the days of the window with no data stay unscored.
 scores_refresh = (_day_inputs_changed & ~AutomationCondition.any_deps_missing() & _idle()).with_label(

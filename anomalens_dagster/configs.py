@@ -195,6 +195,24 @@ class DetectionConfig(dg.Config):
         }[detector]
 
 
+class FeaturesConfig(dg.Config):
+    """How the feature assets' per-entity baselines read the history."""
+
+    baseline_days: int = Field(
+        default=c.DEFAULT_BASELINE_DAYS,
+        ge=1,
+        le=c.DEFAULT_BASELINE_DAYS,
+        description="Earlier days whose summaries the customer, IP, product and store baselines read. At most "
+        f"{c.DEFAULT_BASELINE_DAYS}: the days a late-landed day refreshes by itself reach that far.",
+    )
+    baseline_shrinkage: int = Field(
+        default=c.DEFAULT_BASELINE_SHRINKAGE,
+        ge=0,
+        description="Pseudo-observations of the store-wide distribution in a shrunk baseline: an entity with n "
+        "earlier observations weighs n / (n + this) against the store.",
+    )
+
+
 class ModelConfig(dg.Config):
     """Settings of a model asset: the training window and the detector's hyperparameters."""
 
@@ -389,6 +407,7 @@ SIMULATION_SECTION = "simulation"
 LANDING_SECTION = "landing"
 INCIDENTS_SECTION = "incidents"
 ALERTS_SECTION = "alerts"
+FEATURES_SECTION = "features"
 SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     SIMULATION_SECTION: SimulationConfig,
     "training": TrainingConfig,
@@ -396,6 +415,7 @@ SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     LANDING_SECTION: LandingConfig,
     INCIDENTS_SECTION: IncidentsConfig,
     ALERTS_SECTION: AlertsConfig,
+    FEATURES_SECTION: FeaturesConfig,
 }
 
 

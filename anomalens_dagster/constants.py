@@ -148,6 +148,21 @@ DEFAULT_AUTOENCODER_EPOCHS = 20
 ACTIVITY_FEATURES_LOOKBACK_SECONDS = 15 * 60
 ACTIVITY_FEATURES_LOOKAHEAD_SECONDS = 15 * 60
 
+# --- Entity baselines (core/features/day_summaries.py, core/features/*_baselines.py) -------------
+# Days of history the per-entity baselines read: at most this many earlier days' summaries. Also the
+# reach of automation's staleness rule (a summary day refreshes the features of the days after it).
+DEFAULT_BASELINE_DAYS = 30
+# Pseudo-observations of the store-wide distribution in a shrunk baseline: an entity with n earlier
+# observations weighs n / (n + k) against the store's, so one or two earlier orders never make an
+# extreme ratio (one earlier order: weight 1/6).
+DEFAULT_BASELINE_SHRINKAGE = 5
+ENTITY_DAY_SUMMARIES = "entity_day_summaries"  # the multi-asset writing the five summary tables below
+CUSTOMER_DAY_SUMMARIES = "customer_day_summaries"
+CUSTOMER_ACCESS_DAY_SUMMARIES = "customer_access_day_summaries"
+IP_DAY_SUMMARIES = "ip_day_summaries"
+PRODUCT_DAY_SUMMARIES = "product_day_summaries"
+STORE_DAY_SUMMARIES = "store_day_summaries"
+
 # --- Detectors and model registry ----------------------------------------------------------------
 ENTITY_TYPES = (ENTITY_ORDER, ENTITY_ACTIVITY)
 MODEL_REGISTRY = "model_registry"  # table in ML_SCHEMA

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from anomalens_dagster.assets.alerts import alert_outbox
+from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.detections import (
     activity_scores,
     anomalies,
@@ -40,6 +41,7 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     "incidents": [(incidents.op.name, None)],
     # The alert outbox reads `alerts` from the settings file itself, at run time.
     "alerts": [],
+    "features": [(activity_features.op.name, None), (order_features.op.name, None)],
 }
 
 defs = dg.Definitions(
@@ -47,6 +49,7 @@ defs = dg.Definitions(
         store_catalog,
         simulated_store_days,
         ingested_files,
+        entity_day_summaries,
         activity_features,
         order_features,
         *model_assets,

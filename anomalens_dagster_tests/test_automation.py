@@ -23,6 +23,7 @@ from anomalens_dagster.constants import (
     ANOMALIES,
     ANOMALY_SUMMARY,
     CONSOLIDATED_ANOMALIES,
+    DEFAULT_BASELINE_DAYS,
     DEFAULT_RESCORE_DAYS,
     DEMO_MODE_ENV_VAR,
     DUCKDB_RUN_TAG,
@@ -411,3 +412,63 @@ def test_the_daily_simulation_is_off_by_default_only_outside_demo_mode(
     module = reloaded_schedules()
 
     assert module.daily_simulation_schedule.default_status == status
+
+
+# --- the baseline window rule: a day's summaries refresh the features of the days after it ----------
+
+SUMMARY_KEYS = [
+    "customer_day_summaries",
+    "customer_access_day_summaries",
+    "ip_day_summaries",
+    "product_day_summaries",
+    "store_day_summaries",
+]
+
+
+def write_summaries(instance, day: dt.date) -> None:
+    """As a run of `entity_day_summaries` for `day` reports it: the five tables together."""
+    for key in SUMMARY_KEYS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=day.isoformat()))
+
+
+def days_between(first: dt.date, last: dt.date) -> list[str]:
+    return [(first + dt.timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
+
+
+def test_a_changed_store_day_is_summarised_and_the_following_days_refresh_once_its_summaries_are_written(
+    instance, ticks_with_trained_models
+):
+    day = days_ago(3)
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=USER_ACTIVITIES, partition=day.isoformat()))
+
+    landed = ticks_with_trained_models.tick()
+
+    assert all(requested_days(landed, key) == [day.isoformat()] for key in SUMMARY_KEYS)
+    # The following days wait for the summaries to be written (a run per day would race them).
+    assert requested_days(landed, ACTIVITY_FEATURES) == days_between(
+        day - dt.timedelta(days=1), day + dt.timedelta(days=1)
+    )
+    assert requested_days(landed, ORDER_FEATURES) == []
+    assert ticks_with_trained_models.tick().total_requested == 0  # the daemon ticks every few seconds
+    write_summaries(instance, day)
+
+    summarised = ticks_with_trained_models.tick()
+
+    following = days_between(day + dt.timedelta(days=1), days_ago(0))
+    assert requested_days(summarised, ACTIVITY_FEATURES) == following
+    assert requested_days(summarised, ORDER_FEATURES) == following
+    assert requested_days(summarised, ACTIVITY_SCORES) == following  # features flow on into scores and records
+    assert all(requested_days(summarised, key) == [] for key in SUMMARY_KEYS)
+    assert ticks_with_trained_models.tick().total_requested == 0
+
+
+def test_a_late_day_refreshes_exactly_the_days_whose_baseline_window_holds_it(instance, ticks_with_trained_models):
+    late = days_ago(40)
+
+    write_summaries(instance, late)
+    result = ticks_with_trained_models.tick()
+
+    window = days_between(late + dt.timedelta(days=1), late + dt.timedelta(days=DEFAULT_BASELINE_DAYS))
+    assert requested_days(result, ORDER_FEATURES) == window
+    assert requested_days(result, ACTIVITY_FEATURES) == window
+    assert requested_days(result, ORDER_SCORES) == window

@@ -146,7 +146,8 @@ def test_rebuild_of_an_unknown_asset_lists_the_rebuildable_ones(tmp_path, isolat
 
     assert result.exit_code == 2
     assert "unknown asset 'order_featurs'" in result.output
-    assert "activity_features, activity_scores, anomalies, order_features, order_scores" in result.output
+    assert "activity_features, activity_scores, anomalies, customer_access_day_summaries" in result.output
+    assert "order_features, order_scores, product_day_summaries, store_day_summaries" in result.output
 
 
 def test_rebuild_of_an_asset_without_daily_columns_to_go_stale_says_how_to_rebuild_it(tmp_path, isolated_env):

@@ -75,13 +75,14 @@ def build_store(db: Path, days: list[dt.date]) -> None:
     catalog = simulate_catalog(BENCHMARK_SETTINGS)
     start = dt.datetime.combine(days[0], dt.time())
     end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
-    from anomalens_dagster.core.features import iter_activity_features
+    from anomalens_dagster.core.features import iter_activity_features, write_day_summaries
 
     with duckdb.connect(str(db)) as conn:
         replace_catalog(
             conn, {"categories": catalog.categories, "products": catalog.products, "customers": catalog.customers}
         )
         write_days(conn, days, catalog)
+        write_day_summaries(conn, start, end)
         materialize(conn, "activity_features", "timestamp", iter_activity_features, start, end)
         materialize(conn, "order_features", "created_at", order_frames, start, end)
 

@@ -9,8 +9,10 @@ import pandas as pd
 
 from anomalens_dagster.assets.daily import replace_days_in_groups
 from anomalens_dagster.automation import features_refresh
+from anomalens_dagster.configs import FEATURES_SECTION, FeaturesConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
+    DEFAULT_BASELINE_DAYS,
     DUCKDB_POOL,
     FEATURES_GROUP,
     FEATURES_SCHEMA,
@@ -24,20 +26,33 @@ from anomalens_dagster.core.features import (
     ACTIVITY_CHUNK_ROWS,
     ACTIVITY_DTYPES,
     ACTIVITY_FEATURE_COLUMNS,
+    ACTIVITY_SUMMARY_TABLES,
     ORDER_DTYPES,
     ORDER_FEATURE_COLUMNS,
+    ORDER_SUMMARY_TABLES,
     compute_order_features,
     iter_activity_features,
+    unsummarised_days,
 )
 from anomalens_dagster.core.warehouse import table_shape_version
-from anomalens_dagster.partitions import checked_window, daily_partitions
+from anomalens_dagster.partitions import checked_window, daily_partitions, naive_utc_window
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 # A day's rolling windows read the previous day's last minutes and the next day's first minutes, so
 # a day depends on its own partition and its two neighbours: new rows of a day refresh all three.
 DAY_AND_NEIGHBOURS = dg.TimeWindowPartitionMapping(
     start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
 )
+# A day's baselines read the summaries of the days before it (never its own): a late day's new
+# summaries make the following window stale (automation.features_refresh refreshes it).
+EARLIER_BASELINE_DAYS = dg.TimeWindowPartitionMapping(
+    start_offset=-DEFAULT_BASELINE_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+)
+
+
+def _baseline_deps(tables: Sequence[str]) -> list[dg.AssetDep]:
+    return [dg.AssetDep(table, partition_mapping=EARLIER_BASELINE_DAYS) for table in tables]
 
 
 def _materialize_features(
@@ -47,9 +62,20 @@ def _materialize_features(
     time_column: str,
     compute: Callable[[duckdb.DuckDBPyConnection, datetime, datetime], Iterable[pd.DataFrame]],
     source: str,
+    baseline_days: int,
 ) -> dg.MaterializeResult:
     """Replace the feature rows of the run's days, a few days at a time; `source` is the store table
     (same time column) each feature row stands for. Features are SQL window queries: reads."""
+    start, end = naive_utc_window(context)
+    with duckdb.read_connection() as conn:
+        unsummarised = unsummarised_days(conn, start, end, baseline_days)
+    if unsummarised:
+        # Not an error: a day may be summarised later, which refreshes these features (automation.py).
+        context.log.warning(
+            f"the baselines of {table} read {len(unsummarised)} days with store rows but no summaries "
+            f"({', '.join(day.isoformat() for day in unsummarised[:5])}...), taken as empty: materialise "
+            "entity_day_summaries for them"
+        )
     _, metadata = replace_days_in_groups(
         context,
         duckdb,
@@ -64,6 +90,7 @@ def _materialize_features(
         # feature rows holds the file about a second.
         events_per_write=ACTIVITY_CHUNK_ROWS,
     )
+    metadata["unsummarised_baseline_days"] = dg.MetadataValue.int(len(unsummarised))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -72,17 +99,28 @@ def _materialize_features(
     group_name=FEATURES_GROUP,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_NEIGHBOURS)],
+    deps=[dg.AssetDep(USER_ACTIVITIES, partition_mapping=DAY_AND_NEIGHBOURS), *_baseline_deps(ACTIVITY_SUMMARY_TABLES)],
     # Derived from the columns, so days written before a column change read as stale (`anomalens rebuild`).
     code_version=table_shape_version(ACTIVITY_DTYPES),
     kinds={"duckdb", "numpy"},
     pool=DUCKDB_POOL,
     automation_condition=features_refresh,
 )
-def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    """Engineered features of each user activity: per-IP rolling counts, recency, session shape."""
+def activity_features(
+    context: dg.AssetExecutionContext, config: FeaturesConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
+) -> dg.MaterializeResult:
+    """Engineered features of each user activity: per-IP rolling counts, session shape, customer and IP baselines."""
+    effective = settings.resolve(config, FEATURES_SECTION)
     return _materialize_features(
-        context, duckdb, ACTIVITY_FEATURES, "timestamp", iter_activity_features, USER_ACTIVITIES
+        context,
+        duckdb,
+        ACTIVITY_FEATURES,
+        "timestamp",
+        lambda conn, start, end: iter_activity_features(
+            conn, start, end, baseline_days=effective.baseline_days, shrinkage=effective.baseline_shrinkage
+        ),
+        USER_ACTIVITIES,
+        effective.baseline_days,
     )
 
 
@@ -93,21 +131,29 @@ def activity_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB
     backfill_policy=dg.BackfillPolicy.single_run(),
     # The customer's usual amount also reads their earlier orders; a day refreshes when its own orders
     # or items change (mapping every earlier day would re-score the whole history on each delivery).
-    deps=[ORDERS, ORDER_ITEMS],
+    deps=[ORDERS, ORDER_ITEMS, *_baseline_deps(ORDER_SUMMARY_TABLES)],
     code_version=table_shape_version(ORDER_DTYPES),
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
     automation_condition=features_refresh,
 )
-def order_features(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
-    """Engineered features of each order: amount, size, time, amount against its items and its customer."""
+def order_features(
+    context: dg.AssetExecutionContext, config: FeaturesConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
+) -> dg.MaterializeResult:
+    """Engineered features of each order: amount, size, time, against its items, its customer, products and store."""
+    effective = settings.resolve(config, FEATURES_SECTION)
     return _materialize_features(
         context,
         duckdb,
         ORDER_FEATURES,
         "created_at",
-        lambda conn, start, end: [compute_order_features(conn, start, end)],
+        lambda conn, start, end: [
+            compute_order_features(
+                conn, start, end, baseline_days=effective.baseline_days, shrinkage=effective.baseline_shrinkage
+            )
+        ],
         ORDERS,
+        effective.baseline_days,
     )
 
 

@@ -47,6 +47,11 @@ _NOT_DETECTOR_INPUTS = frozenset(
         "day_of_week",
         "amount_to_items_ratio",
         "amount_to_customer_median_ratio",
+        # How much history a customer has in the baseline window: loyal and business customers reach
+        # values far above the rest, which says nothing unusual by itself; the amount, hour, IP and
+        # user-agent baselines (detector inputs) say what is unusual against that history.
+        "customer_orders_in_window",
+        "customer_spend_in_window",
     }
 )
 ACTIVITY_DETECTOR_COLUMNS = tuple(c for c in ACTIVITY_FEATURE_COLUMNS if c not in _NOT_DETECTOR_INPUTS)

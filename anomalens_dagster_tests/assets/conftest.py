@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.features import activity_features, order_features
 from anomalens_dagster.assets.models import model_assets, model_checks
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
@@ -42,7 +43,7 @@ def store_with_features_file(tmp_path_factory) -> Path:
     resource = AnomaLensDuckDB(database=str(path))
     materialize_store(resource, dict(SMALL_SIMULATION), tags=RANGE_TAGS)
     dg.materialize(
-        [activity_features, order_features],
+        [entity_day_summaries, activity_features, order_features],
         resources={"duckdb": resource, "settings": DEFAULT_SETTINGS},
         tags=RANGE_TAGS,
     )

@@ -6,8 +6,14 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
 from anomalens_dagster_tests.assets.conftest import RANGE_TAGS, materialize_store
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
+
+
+def RESOURCES(duckdb_resource) -> dict:  # noqa: N802 - reads as the constant it stands for
+    return {"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS}
 
 
 def features_of(db_path, table: str) -> pd.DataFrame:
@@ -21,10 +27,10 @@ def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
 
     result = dg.materialize(
-        [activity_features, order_features, *feature_checks],
-        resources={"duckdb": duckdb_resource},
+        [entity_day_summaries, activity_features, order_features, *feature_checks],
+        resources=RESOURCES(duckdb_resource),
         tags=RANGE_TAGS,
-        selection=[activity_features.key, order_features.key],
+        selection=[*entity_day_summaries.keys, activity_features.key, order_features.key],
     )
 
     assert result.success
@@ -47,13 +53,13 @@ def test_features_of_a_range_have_one_row_per_source_row_and_pass_their_checks(
 
 def test_a_day_materialised_alone_equals_the_same_day_from_a_range_run(duckdb_resource, db_path, small_simulation):
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
-    assets = [activity_features, order_features]
-    dg.materialize(assets, resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
+    assets = [entity_day_summaries, activity_features, order_features]
+    dg.materialize(assets, resources=RESOURCES(duckdb_resource), tags=RANGE_TAGS)
     from_range = {table: features_of(db_path, table) for table in ("activity_features", "order_features")}
 
     day_rows = {}
     for day in ("2026-03-01", "2026-03-02"):
-        result = dg.materialize(assets, resources={"duckdb": duckdb_resource}, partition_key=day)
+        result = dg.materialize(assets, resources=RESOURCES(duckdb_resource), partition_key=day)
         (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == activity_features.key]
         day_rows[day] = event.materialization.metadata["dagster/row_count"].value
 
@@ -85,18 +91,20 @@ def test_a_day_refreshed_while_the_next_day_has_rows_without_features_passes_its
     # As automation does it: new rows land on the second day, and the first day (whose windows
     # reach into the second) re-runs first. Its checks judge the day it wrote, not the second day.
     materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
-    dg.materialize([activity_features, order_features], resources={"duckdb": duckdb_resource}, tags=RANGE_TAGS)
+    dg.materialize(
+        [entity_day_summaries, activity_features, order_features], resources=RESOURCES(duckdb_resource), tags=RANGE_TAGS
+    )
     land_activities_without_features(db_path, "2026-03-02")
 
     first_day = dg.materialize(
         [activity_features, *feature_checks],
-        resources={"duckdb": duckdb_resource},
+        resources=RESOURCES(duckdb_resource),
         partition_key="2026-03-01",
         selection=[activity_features.key],
     )
     whole_table = dg.materialize(
         [activity_features, *feature_checks],
-        resources={"duckdb": duckdb_resource},
+        resources=RESOURCES(duckdb_resource),
         selection=dg.AssetSelection.checks_for_assets(activity_features),
         raise_on_error=False,
     )
@@ -119,13 +127,15 @@ def test_a_range_with_a_day_without_activities_names_that_day_in_the_metadata_an
     # The store holds 2026-03-01 and 03-02; the range runs one day further.
     with_empty_day = {**RANGE_TAGS, "dagster/asset_partition_range_end": "2026-03-03"}
 
+    dg.materialize([entity_day_summaries], resources=RESOURCES(duckdb_resource), tags=with_empty_day)
+
     result = dg.materialize(
         [activity_features, order_features],
-        resources={"duckdb": duckdb_resource},
+        resources=RESOURCES(duckdb_resource),
         tags=with_empty_day,
         instance=instance,
     )
-    one_full_day = dg.materialize([order_features], resources={"duckdb": duckdb_resource}, partition_key="2026-03-02")
+    one_full_day = dg.materialize([order_features], resources=RESOURCES(duckdb_resource), partition_key="2026-03-02")
 
     assert result.success
     for event in result.get_asset_materialization_events():

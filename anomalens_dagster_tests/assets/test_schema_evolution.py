@@ -13,6 +13,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 
 import anomalens_dagster.assets.features as feature_assets
 import anomalens_dagster.definitions as definitions
+from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.features import _non_finite_check, order_features
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog
 from anomalens_dagster.cli import main, stale_days
@@ -27,9 +28,9 @@ THREE_DAYS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_par
 NEW_COLUMN = "amount_per_item"
 
 
-def with_amount_per_item(conn, start, end):
+def with_amount_per_item(conn, start, end, **baselines):
     """The order features after a developer added one column."""
-    features = compute_order_features(conn, start, end)
+    features = compute_order_features(conn, start, end, **baselines)
     return features.assign(**{NEW_COLUMN: features["total_amount"] / features["item_count"].clip(lower=1)})
 
 
@@ -69,7 +70,12 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
     instance, duckdb_resource, db_path, small_simulation, monkeypatch
 ):
     materialize_store(duckdb_resource, small_simulation, instance=instance, tags=THREE_DAYS)
-    dg.materialize([order_features], resources={"duckdb": duckdb_resource}, instance=instance, tags=THREE_DAYS)
+    dg.materialize(
+        [entity_day_summaries, order_features],
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
+        instance=instance,
+        tags=THREE_DAYS,
+    )
     before = rows_by_day(db_path)
 
     # The developer's change: the computation writes one more feature column, the asset's code
@@ -78,9 +84,12 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
     new_version = table_shape_version({**ORDER_DTYPES, NEW_COLUMN: "float64"})
     changed = order_features.map_asset_specs(lambda spec: spec.replace_attributes(code_version=new_version))
     check = _non_finite_check("order_features", "created_at", (*ORDER_FEATURE_COLUMNS, NEW_COLUMN))
-    assets = [store_catalog, simulated_store_days, changed]
+    assets = [store_catalog, simulated_store_days, entity_day_summaries, changed]
     one_day = dg.materialize(
-        [changed, check], resources={"duckdb": duckdb_resource}, instance=instance, partition_key=DAYS[1]
+        [changed, check],
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
+        instance=instance,
+        partition_key=DAYS[1],
     )
 
     counts = {day: count for day, (count, _) in before.items()}
@@ -94,7 +103,7 @@ def test_a_column_added_to_one_day_keeps_the_other_days_stale_until_rebuild_fill
     assert evaluation.passed  # the check judges the day its run wrote, which has every column
     whole_table = dg.materialize(
         [changed, check],
-        resources={"duckdb": duckdb_resource},
+        resources={"duckdb": duckdb_resource, "settings": DEFAULT_SETTINGS},
         instance=instance,
         selection=dg.AssetSelection.checks_for_assets(changed),
     )

@@ -1,21 +1,21 @@
-"""Feature engineering: DuckDB store tables in, one feature row per activity or order out.
+"""Activity features: one row per user activity, from the store around it and the entity baselines.
 
 ``compute_activity_features`` returns one row per ``store.user_activities`` row with
-``start <= timestamp < end``, ``compute_order_features`` one row per ``store.orders`` row with
-``start <= created_at < end``; both are keyed by ``id``. The seed system's features keep their names
-and meanings exactly; every extra column is documented where its name is declared below.
+``start <= timestamp < end``, keyed by ``id``. The seed system's features keep their names and
+meanings exactly; every extra column is documented where its name is declared below, and the
+customer and IP baselines in ``activity_baselines``.
 
 A feature of an event depends only on the stored history, never on the range it is computed in:
 a day computed alone equals the same rows computed within a range spanning many days. For that the
-activity features read the store from ``ACTIVITY_FEATURES_LOOKBACK_SECONDS`` before to
+window features read the store from ``ACTIVITY_FEATURES_LOOKBACK_SECONDS`` before to
 ``ACTIVITY_FEATURES_LOOKAHEAD_SECONDS`` after the rows (the widest windows), each IP's last action
-before that, and every action of the sessions active in the range; the order features read the
-customers' earlier orders.
+before that, and every action of the sessions active in the range; the baselines read the day
+summaries of earlier days, the action's day up to it and the IP's last 24 hours.
 
 DuckDB scans, parses ``details``, joins and aggregates. The sliding windows per IP run in numpy:
 DuckDB evaluates each RANGE-framed window expression with a frame search of its own, which measured
 three times slower than sorting once and answering every window with ``np.searchsorted`` (see
-``_window_key``). No Python loop touches a row. Long ranges are cut into time chunks of about
+``window_key``). No Python loop touches a row. Long ranges are cut into time chunks of about
 ``ACTIVITY_CHUNK_ROWS`` rows (``iter_activity_features``): memory stays bounded and the time linear
 in the rows, where one 10-million-row pass took 13 times the CPU time of a 1-million-row one.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -36,13 +36,37 @@ from anomalens_dagster.constants import (
     ACTION_TYPES,
     ACTIVITY_FEATURES_LOOKAHEAD_SECONDS,
     ACTIVITY_FEATURES_LOOKBACK_SECONDS,
+    CUSTOMER_ACCESS_DAY_SUMMARIES,
+    CUSTOMER_DAY_SUMMARIES,
+    DEFAULT_BASELINE_DAYS,
+    DEFAULT_BASELINE_SHRINKAGE,
+    IP_DAY_SUMMARIES,
     ORDER_ITEMS,
-    ORDERS,
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.features.activity_baselines import (
+    ACTIVITY_BASELINE_COLUMNS,
+    ACTIVITY_BASELINE_FLOAT_COLUMNS,
+    activity_baseline_features,
+)
+from anomalens_dagster.core.features.common import (
+    US,
+    codes_with_nulls_apart,
+    count_within,
+    finite_or_zero,
+    group_starts,
+    naive_utc_range,
+    require_tables,
+    to_numpy,
+    unsort,
+    window_key,
+)
 
 logger = logging.getLogger(__name__)
+
+# The summary tables the activity baselines read.
+ACTIVITY_SUMMARY_TABLES = (CUSTOMER_DAY_SUMMARIES, CUSTOMER_ACCESS_DAY_SUMMARIES, IP_DAY_SUMMARIES)
 
 # --- Activity columns ----------------------------------------------------------------------------
 
@@ -94,7 +118,10 @@ ACTIVITY_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
     "purchase_amount_to_items_log_ratio",
 )
 
-ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS
+# The as-of baselines of the customer and the IP (activity_baselines.py documents each column).
+ACTIVITY_FEATURE_COLUMNS: tuple[str, ...] = (
+    ACTIVITY_REQUIRED_FEATURE_COLUMNS + ACTIVITY_EXTRA_FEATURE_COLUMNS + ACTIVITY_BASELINE_COLUMNS
+)
 ACTIVITY_CATEGORICAL_COLUMNS: tuple[str, ...] = ("action_type",)
 # `timestamp` is no feature: it lets a writer replace the rows of a time range.
 ACTIVITY_KEY_COLUMNS: tuple[str, ...] = ("id", "timestamp")
@@ -108,6 +135,7 @@ _FLOAT_ACTIVITY_COLUMNS = frozenset(
         "seconds_to_nearest_activity_ip",
         "session_duration_seconds",
         "purchase_amount_to_items_log_ratio",
+        *ACTIVITY_BASELINE_FLOAT_COLUMNS,
     }
 )
 ACTIVITY_DTYPES: dict[str, str] = {
@@ -117,48 +145,6 @@ ACTIVITY_DTYPES: dict[str, str] = {
     "action_type": "str",
 }
 
-# --- Order columns -------------------------------------------------------------------------------
-
-ORDER_REQUIRED_FEATURE_COLUMNS: tuple[str, ...] = (
-    "total_amount",  # 0 when missing or not finite
-    "item_count",  # number of order_items rows
-    "total_quantity",  # sum of their quantities
-    "hour_of_day",  # 0-23, UTC
-    "day_of_week",  # Monday = 0
-)
-ORDER_EXTRA_FEATURE_COLUMNS: tuple[str, ...] = (
-    # Sum of price * quantity over the order's item rows; 0 without items.
-    "items_total",
-    # total_amount / items_total, about 1 for a normal order. When the items cost nothing (no item
-    # rows, or all priced 0) there is nothing to compare with and the ratio is 0: as far from the
-    # normal 1 as an order charged nothing for its items, and both deserve a look.
-    "amount_to_items_ratio",
-    # total_amount / median total_amount of the same customer's earlier orders (by created_at, then
-    # id, on any day); 1 without an earlier order or when that median is not positive. Only the
-    # past counts, so the value never changes when later days are loaded or run.
-    "amount_to_customer_median_ratio",
-    # ln(total_amount / items_total): 0 when the charge matches the items, -2.3 for ten times less,
-    # +2.3 for ten times more; 0 when either is not positive. Symmetric where the ratio is not: an
-    # order charged a tenth of its items lies as far out as one charged ten times their price.
-    "amount_to_items_log_ratio",
-)
-ORDER_FEATURE_COLUMNS: tuple[str, ...] = ORDER_REQUIRED_FEATURE_COLUMNS + ORDER_EXTRA_FEATURE_COLUMNS
-# `created_at` is no feature: it lets a writer replace the rows of a time range.
-ORDER_KEY_COLUMNS: tuple[str, ...] = ("id", "created_at")
-ORDER_COLUMNS: tuple[str, ...] = ORDER_KEY_COLUMNS + ORDER_FEATURE_COLUMNS
-ORDER_DTYPES: dict[str, str] = {
-    "id": "int64",
-    "created_at": "datetime64[us]",
-    "total_amount": "float64",
-    "item_count": "int64",
-    "total_quantity": "int64",
-    "hour_of_day": "int64",
-    "day_of_week": "int64",
-    "items_total": "float64",
-    "amount_to_items_ratio": "float64",
-    "amount_to_customer_median_ratio": "float64",
-    "amount_to_items_log_ratio": "float64",
-}
 
 # --- Windows -------------------------------------------------------------------------------------
 
@@ -172,31 +158,23 @@ DETAILS_JSON_PATHS_SQL = (
 # memory bounded and the time linear (see the module docstring).
 ACTIVITY_CHUNK_ROWS = 1_000_000
 
-# DuckDB TIMESTAMP has microsecond precision; windows are computed on that grid, where the
-# half-open (t - w, t] is exactly [t - (w - 1 us), t].
-_US = 1_000_000
 NEAREST_ACTIVITY_CAP_SECONDS = 300
-_LAST_5MIN_US = 5 * 60 * _US - 1
-_LAST_15MIN_US = 15 * 60 * _US - 1
-_WITHIN_30S_US = 30 * _US
-_WITHIN_15MIN_US = 15 * 60 * _US
-_IDENTICAL_WITHIN_US = 60 * _US
-_IDENTICAL_SHORT_WITHIN_US = 10 * _US
-_NEAREST_CAP_US = NEAREST_ACTIVITY_CAP_SECONDS * _US
+_LAST_5MIN_US = 5 * 60 * US - 1
+_LAST_15MIN_US = 15 * 60 * US - 1
+_WITHIN_30S_US = 30 * US
+_WITHIN_15MIN_US = 15 * 60 * US
+_IDENTICAL_WITHIN_US = 60 * US
+_IDENTICAL_SHORT_WITHIN_US = 10 * US
+_NEAREST_CAP_US = NEAREST_ACTIVITY_CAP_SECONDS * US
 _IP_REACH_US = max(_LAST_5MIN_US, _LAST_15MIN_US, _WITHIN_30S_US, _WITHIN_15MIN_US, _NEAREST_CAP_US)
 
 # The read around the range must cover the widest window, or a day's features would depend on
 # where the range it is computed in starts and ends.
-if _IP_REACH_US > _US * min(ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS):
+if _IP_REACH_US > US * min(ACTIVITY_FEATURES_LOOKBACK_SECONDS, ACTIVITY_FEATURES_LOOKAHEAD_SECONDS):
     raise ValueError("ACTIVITY_FEATURES_LOOKBACK/LOOKAHEAD_SECONDS must cover the widest window")
 
+
 # --- SQL -----------------------------------------------------------------------------------------
-
-
-def _finite_or_zero(expression: str) -> str:
-    """SQL for ``expression`` with NULL, NaN and +-inf replaced by 0."""
-    return f"CASE WHEN isfinite({expression}) THEN {expression} ELSE 0.0 END"
-
 
 _ACTIVITIES = f"{STORE_SCHEMA}.{USER_ACTIVITIES}"
 # Arrow tables the chunk query joins, registered on the caller's connection for the call only.
@@ -275,8 +253,8 @@ WITH context AS (
         action_type,
         ip_address,
         "timestamp" >= $start::TIMESTAMP AND "timestamp" < $end::TIMESTAMP AS in_range,
-        {_finite_or_zero("TRY_CAST(d[1] AS DOUBLE)")} AS details_order_total,
-        {_finite_or_zero("TRY_CAST(d[2] AS DOUBLE)")} AS details_quantity,
+        {finite_or_zero("TRY_CAST(d[1] AS DOUBLE)")} AS details_order_total,
+        {finite_or_zero("TRY_CAST(d[2] AS DOUBLE)")} AS details_quantity,
         coalesce(d[3], d[4], d[5], d[6]) AS target,
         CASE WHEN action_type = 'purchase' THEN TRY_CAST(d[7] AS BIGINT) END AS purchased_order_id
     FROM (
@@ -300,7 +278,7 @@ action_codes AS (
     FROM (SELECT DISTINCT action_type, target FROM context)
 ),
 purchased_items AS (
-    SELECT order_id, sum({_finite_or_zero("price")} * coalesce(quantity, 0)) AS items_total
+    SELECT order_id, sum({finite_or_zero("price")} * coalesce(quantity, 0)) AS items_total
     FROM {STORE_SCHEMA}.{ORDER_ITEMS}
     WHERE order_id IN (SELECT purchased_order_id FROM context WHERE in_range)
     GROUP BY order_id
@@ -326,10 +304,10 @@ SELECT
     c.details_quantity,
     coalesce(s.session_action_count, 1) AS session_action_count,
     coalesce(s.session_distinct_action_types, 1) AS session_distinct_action_types,
-    coalesce((s.last_t_us - s.first_t_us) / {_US}, 0.0) AS session_duration_seconds,
+    coalesce((s.last_t_us - s.first_t_us) / {US}, 0.0) AS session_duration_seconds,
     CASE
         WHEN c.details_order_total > 0 AND p.items_total > 0
-            THEN {_finite_or_zero("ln(c.details_order_total / p.items_total)")}
+            THEN {finite_or_zero("ln(c.details_order_total / p.items_total)")}
         ELSE 0.0
     END AS purchase_amount_to_items_log_ratio,
     c.action_type
@@ -342,79 +320,25 @@ LEFT JOIN purchased_items AS p ON p.order_id = c.purchased_order_id
 ORDER BY t_us, c.id
 """
 
-# Parameters: $start, $end (naive UTC TIMESTAMPs).
-_ORDER_FEATURES_SQL = f"""
-WITH in_range AS (
-    SELECT id, customer_id, created_at, {_finite_or_zero("total_amount")} AS total_amount
-    FROM {STORE_SCHEMA}.{ORDERS}
-    WHERE created_at >= $start::TIMESTAMP AND created_at < $end::TIMESTAMP
-),
-items AS (
-    SELECT
-        order_id,
-        count(*) AS item_count,
-        sum(coalesce(quantity, 0)) AS total_quantity,
-        sum({_finite_or_zero("price")} * coalesce(quantity, 0)) AS items_total
-    FROM {STORE_SCHEMA}.{ORDER_ITEMS}
-    WHERE order_id IN (SELECT id FROM in_range)
-    GROUP BY order_id
-),
-customer_history AS (
-    SELECT
-        id,
-        count(*) OVER earlier AS earlier_orders,
-        median(total_amount) OVER earlier AS earlier_median
-    FROM (
-        SELECT id, customer_id, created_at, {_finite_or_zero("total_amount")} AS total_amount
-        FROM {STORE_SCHEMA}.{ORDERS}
-        WHERE created_at < $end::TIMESTAMP
-          AND customer_id IN (SELECT customer_id FROM in_range)
-    )
-    WINDOW earlier AS (
-        PARTITION BY customer_id ORDER BY created_at, id
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-    )
-)
-SELECT
-    o.id,
-    o.created_at,
-    o.total_amount,
-    coalesce(i.item_count, 0) AS item_count,
-    coalesce(i.total_quantity, 0)::BIGINT AS total_quantity,
-    hour(o.created_at) AS hour_of_day,
-    isodow(o.created_at) - 1 AS day_of_week,
-    {_finite_or_zero("i.items_total")} AS items_total,
-    CASE
-        WHEN i.items_total > 0 THEN {_finite_or_zero("o.total_amount / i.items_total")}
-        ELSE 0.0
-    END AS amount_to_items_ratio,
-    CASE
-        WHEN h.earlier_orders > 0 AND h.earlier_median > 0
-            THEN {_finite_or_zero("o.total_amount / h.earlier_median")}
-        ELSE 1.0
-    END AS amount_to_customer_median_ratio,
-    CASE
-        WHEN o.total_amount > 0 AND i.items_total > 0
-            THEN {_finite_or_zero("ln(o.total_amount / i.items_total)")}
-        ELSE 0.0
-    END AS amount_to_items_log_ratio
-FROM in_range AS o
-LEFT JOIN items AS i ON i.order_id = o.id
-LEFT JOIN customer_history AS h ON h.id = o.id
-ORDER BY o.created_at, o.id
-"""
-
 # --- Public API ----------------------------------------------------------------------------------
 
 
-def compute_activity_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+def compute_activity_features(
+    conn: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    baseline_days: int = DEFAULT_BASELINE_DAYS,
+    shrinkage: int = DEFAULT_BASELINE_SHRINKAGE,
+) -> pd.DataFrame:
     """Feature rows of the activities with ``start <= timestamp < end``, ordered by (timestamp, id).
 
     ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
     ``ACTIVITY_DTYPES`` (``ACTIVITY_COLUMNS`` in order); numeric features are never NaN or inf.
-    For ranges of millions of rows, ``iter_activity_features`` keeps the memory bounded.
+    For ranges of millions of rows, ``iter_activity_features`` keeps the memory bounded. The
+    baselines read the day summaries of the ``baseline_days`` days before each action's day, which
+    must have been written (``day_summaries``); ``shrinkage`` is their k (see the constants).
     """
-    chunks = list(iter_activity_features(conn, start, end))
+    chunks = list(iter_activity_features(conn, start, end, baseline_days=baseline_days, shrinkage=shrinkage))
     if len(chunks) == 1:
         return chunks[0]
     return pd.concat(chunks, ignore_index=True)
@@ -425,6 +349,8 @@ def iter_activity_features(
     start: datetime,
     end: datetime,
     chunk_rows: int = ACTIVITY_CHUNK_ROWS,
+    baseline_days: int = DEFAULT_BASELINE_DAYS,
+    shrinkage: int = DEFAULT_BASELINE_SHRINKAGE,
 ) -> Iterator[pd.DataFrame]:
     """``compute_activity_features`` in consecutive time chunks of about ``chunk_rows`` rows.
 
@@ -433,7 +359,8 @@ def iter_activity_features(
     it keeps two private arrow tables registered on ``conn``, so do not interleave two iterators on
     one connection; writing each chunk through ``conn`` between steps is fine.
     """
-    start, end = _naive_utc_range(start, end)
+    start, end = naive_utc_range(start, end)
+    require_tables(conn, ACTIVITY_SUMMARY_TABLES, "activity features")
     began = time.perf_counter()
     edges = _chunk_edges(conn, start, end, chunk_rows)
     sessions = conn.execute(
@@ -447,7 +374,7 @@ def iter_activity_features(
         conn.register(_SESSIONS_VIEW, sessions)
         for chunk_start, chunk_end in zip(edges[:-1], edges[1:], strict=True):
             conn.register(_IP_LAST_SEEN_VIEW, ip_last_seen)
-            frame = _activity_chunk_features(conn, chunk_start, chunk_end)
+            frame = _activity_chunk_features(conn, chunk_start, chunk_end, baseline_days, shrinkage)
             ip_last_seen = conn.execute(
                 _ADVANCE_IP_LAST_SEEN_SQL, {"from": chunk_start - _LOOKBACK, "to": chunk_end - _LOOKBACK}
             ).fetch_arrow_table()
@@ -466,28 +393,7 @@ def iter_activity_features(
     )
 
 
-def compute_order_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Feature rows of the orders with ``start <= created_at < end``, ordered by (created_at, id).
-
-    ``start``/``end`` are UTC (naive, or aware and converted). Columns and dtypes are
-    ``ORDER_DTYPES`` (``ORDER_COLUMNS`` in order); numeric features are never NaN or inf.
-    """
-    start, end = _naive_utc_range(start, end)
-    frame = conn.execute(_ORDER_FEATURES_SQL, {"start": start, "end": end}).df()
-    frame = frame.astype(ORDER_DTYPES)
-    logger.info("Computed %d order feature rows for [%s, %s)", len(frame), start, end)
-    return frame
-
-
 # --- Internals -----------------------------------------------------------------------------------
-
-
-def _naive_utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """The range as naive UTC datetimes (DuckDB cannot bind aware ones against TIMESTAMP)."""
-    start, end = (value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value for value in (start, end))
-    if start > end:
-        raise ValueError(f"Feature range starts after it ends: start={start}, end={end}")
-    return start, end
 
 
 def _chunk_edges(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, chunk_rows: int) -> list[datetime]:
@@ -498,77 +404,39 @@ def _chunk_edges(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
     hourly = conn.execute(_HOURLY_ACTIVITIES_SQL, {"start": start, "end": end}).fetch_arrow_table()
-    activities = _numpy(hourly, "activities")
+    activities = to_numpy(hourly, "activities")
     chunk_of_hour = (np.cumsum(activities) - activities) // chunk_rows
-    cuts = _numpy(hourly, "hour")[1:][np.diff(chunk_of_hour) > 0]
+    cuts = to_numpy(hourly, "hour")[1:][np.diff(chunk_of_hour) > 0]
     return [start, *cuts.astype("datetime64[us]").tolist(), end]
 
 
-def _activity_chunk_features(conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+def _activity_chunk_features(
+    conn: duckdb.DuckDBPyConnection, start: datetime, end: datetime, baseline_days: int, shrinkage: int
+) -> pd.DataFrame:
     """The feature frame of one chunk; the session and last-seen tables must be registered."""
     # `execute(...).fetch_arrow_table()`, not `sql(...).to_arrow_table()`: on DuckDB 1.4.4 the
     # relation API took 7.3 s for a million context rows that this query returns in 0.5 s.
     context = conn.execute(_ACTIVITY_CONTEXT_SQL, {"start": start, "end": end}).fetch_arrow_table()
     windows = _activity_window_features(
-        t_us=_numpy(context, "t_us"),
-        ip_code=_codes(context["ip_code"]),
-        action_code=_numpy(context, "action_code"),
-        is_failed_login=_numpy(context, "is_failed_login"),
+        t_us=to_numpy(context, "t_us"),
+        ip_code=codes_with_nulls_apart(context["ip_code"]),
+        action_code=to_numpy(context, "action_code"),
+        is_failed_login=to_numpy(context, "is_failed_login"),
         last_t_us=context["ip_last_seen_t_us"],
     )
-    in_range = _numpy(context, "in_range")
+    in_range = to_numpy(context, "in_range")
     rows = context.filter(context["in_range"])
+    baselines = activity_baseline_features(conn, start, end, baseline_days, shrinkage)
+    if not np.array_equal(to_numpy(rows, "id"), to_numpy(baselines, "id")):
+        raise RuntimeError(f"activity ids of [{start}, {end}) changed between two reads of one connection")
+    columns = {name: rows[name] for name in rows.column_names} | {
+        name: baselines[name] for name in ACTIVITY_BASELINE_COLUMNS
+    }
     frame = pa.table(
-        {column: windows[column][in_range] if column in windows else rows[column] for column in ACTIVITY_COLUMNS}
+        {column: windows[column][in_range] if column in windows else columns[column] for column in ACTIVITY_COLUMNS}
     ).to_pandas()
     logger.debug("Activity features of [%s, %s): %d rows", start, end, len(frame))
     return frame.astype(ACTIVITY_DTYPES)  # a no-op unless the types drifted: the contract holds
-
-
-def _numpy(table: pa.Table, column: str) -> np.ndarray:
-    """A column without nulls as a numpy array."""
-    return table[column].to_numpy()
-
-
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    """Group codes with each NULL (an action without IP) made a group of its own.
-
-    The rows come ordered by time, so the fresh codes keep every group's rows in time order.
-    """
-    codes = column.fill_null(0).to_numpy().copy()
-    missing = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
-    codes[missing] = codes.max(initial=0) + 1 + np.arange(len(missing))
-    return codes
-
-
-def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
-    """Mask of the rows that open a group in an array sorted by group code."""
-    starts = np.ones(len(sorted_codes), dtype=bool)
-    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=starts[1:])
-    return starts
-
-
-def _window_key(t_us: np.ndarray, starts: np.ndarray, reach_us: int) -> np.ndarray:
-    """One sorted int64 key per row that answers every per-group window up to ``reach_us`` wide.
-
-    Rows come sorted by (group, time). The key advances by the time gap between neighbours, with
-    gaps longer than ``reach_us`` (and every group change) cut down to ``reach_us + 1``. Two rows of
-    one group closer than ``reach_us`` differ in key exactly as in time, and any other pair differs
-    by more than ``reach_us``; so the rows in a window [t - a, t + b] (a, b <= reach_us) of a row's
-    group are those with a key in [key - a, key + b], found with one binary search per bound over
-    all groups at once. The cut keeps the key small: it never exceeds n * (reach_us + 1).
-    """
-    gaps = np.empty(len(t_us), dtype=np.int64)
-    gaps[:1] = 0
-    np.subtract(t_us[1:], t_us[:-1], out=gaps[1:])
-    np.minimum(gaps, reach_us + 1, out=gaps)
-    gaps[starts] = reach_us + 1
-    return np.cumsum(gaps)
-
-
-def _count_within(key: np.ndarray, sample: np.ndarray, before_us: int, after_us: int) -> np.ndarray:
-    """For each key, how many ``sample`` keys (sorted) lie in [key - before_us, key + after_us]."""
-    return np.searchsorted(sample, key + after_us, side="right") - np.searchsorted(sample, key - before_us, side="left")
 
 
 def _activity_window_features(
@@ -584,8 +452,8 @@ def _activity_window_features(
     # Sorting by (ip, position) is sorting by (ip, timestamp, id): ties stay ordered by id.
     by_ip = np.argsort(ip_code * n + position)
     t = t_us[by_ip]
-    starts = _group_starts(ip_code[by_ip])
-    key = _window_key(t, starts, _IP_REACH_US)
+    starts = group_starts(ip_code[by_ip])
+    key = window_key(t, starts, _IP_REACH_US)
     failed_key = key[is_failed_login[by_ip]]
 
     since_previous = np.empty(n, dtype=np.int64)
@@ -605,30 +473,23 @@ def _activity_window_features(
     np.minimum(nearest, _NEAREST_CAP_US, out=nearest)
 
     by_ip_values = {
-        "time_since_last_activity_ip": time_since_last / _US,
-        "actions_in_last_5min_ip": _count_within(key, key, _LAST_5MIN_US, 0),
-        "failed_logins_in_last_15min_ip": _count_within(key, failed_key, _LAST_15MIN_US, 0),
-        "actions_within_30s_ip": _count_within(key, key, _WITHIN_30S_US, _WITHIN_30S_US),
-        "failed_logins_within_15min_ip": _count_within(key, failed_key, _WITHIN_15MIN_US, _WITHIN_15MIN_US),
-        "seconds_to_nearest_activity_ip": nearest / _US,
+        "time_since_last_activity_ip": time_since_last / US,
+        "actions_in_last_5min_ip": count_within(key, key, _LAST_5MIN_US, 0),
+        "failed_logins_in_last_15min_ip": count_within(key, failed_key, _LAST_15MIN_US, 0),
+        "actions_within_30s_ip": count_within(key, key, _WITHIN_30S_US, _WITHIN_30S_US),
+        "failed_logins_within_15min_ip": count_within(key, failed_key, _WITHIN_15MIN_US, _WITHIN_15MIN_US),
+        "seconds_to_nearest_activity_ip": nearest / US,
     }
-    result = {name: _unsort(values, by_ip) for name, values in by_ip_values.items()}
+    result = {name: unsort(values, by_ip) for name, values in by_ip_values.items()}
 
     # Identical actions: group by IP and action code (action type and target), keeping the
     # (timestamp, id) order inside each group.
     same_action = ip_code * (action_code.max(initial=0) + 1) + action_code
     by_action = by_ip[np.argsort(same_action[by_ip], kind="stable")]
-    action_key = _window_key(t_us[by_action], _group_starts(same_action[by_action]), _IDENTICAL_WITHIN_US)
+    action_key = window_key(t_us[by_action], group_starts(same_action[by_action]), _IDENTICAL_WITHIN_US)
     for name, within_us in (
         ("identical_actions_within_60s_ip", _IDENTICAL_WITHIN_US),
         ("identical_actions_within_10s_ip", _IDENTICAL_SHORT_WITHIN_US),
     ):
-        result[name] = _unsort(_count_within(action_key, action_key, within_us, within_us), by_action)
+        result[name] = unsort(count_within(action_key, action_key, within_us, within_us), by_action)
     return result
-
-
-def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Values computed on ``array[order]`` put back in the original row order."""
-    restored = np.empty_like(values)
-    restored[order] = values
-    return restored
