@@ -188,3 +188,11 @@ SEVERITY_RATIO_CUTS: dict[str, tuple[float, float]] = {
     # Medium from 1e-4, High from 1e-6, rarer than anything a training window of 100k rows shows.
     DETECTOR_ENSEMBLE: (4 / 3, 2.0),
 }
+
+# --- Training exclusion --------------------------------------------------------------------------
+# The analyst feedback's view of confirmed anomalies (in OPS_SCHEMA), read by training when it exists.
+CONFIRMED_ANOMALIES = "confirmed_anomalies"
+# Days before the latest that `anomalens run` keeps out of training when simulating, so the demo's
+# evaluation has out-of-time figures (a real store's training.holdout_days defaults to 0).
+DEFAULT_HOLDOUT_DAYS = 0
+DEMO_HOLDOUT_DAYS = 2

@@ -22,7 +22,7 @@ from anomalens_dagster.constants import (
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
 )
-from anomalens_dagster.core.evaluation import evaluate_detections
+from anomalens_dagster.core.evaluation import evaluate_splits
 from anomalens_dagster.core.report import (
     ReportInputs,
     ReportInputsError,
@@ -136,7 +136,8 @@ def build_store(path, *, optional_tables: bool = True, labelled: bool = True) ->
                 order_scores.assign(entity_type=ENTITY_ORDER),
             ]
         )
-        evaluation = evaluate_detections(scores.astype({"entity_id": "int64"}), labels)
+        scored = scores.astype({"entity_id": "int64"}).assign(out_of_time=False)
+        evaluation = evaluate_splits(scored, labels)
         conn.register("evaluation", evaluation)
         conn.execute("CREATE TABLE detections.detector_evaluation AS SELECT * FROM evaluation")
         conn.execute(
