@@ -88,10 +88,17 @@ def _refuse_untrainable(db_path: Path, models: list[str]) -> None:
 def _with_demo_holdout(settings: dict[str, dict], days: int) -> dict[str, dict]:
     """A simulated run keeps its last days out of training (out-of-time figures in the evaluation), unless
     the --settings file or the deployment's settings file chooses training.holdout_days."""
-    from anomalens_dagster.settings import settings_resource
+    from anomalens_dagster.cli.settings import settings_file_path
+    from anomalens_dagster.configs import SettingsFileError
+    from anomalens_dagster.settings import read_settings_file
 
     training = settings.get("training", {})
-    if "holdout_days" in training or "holdout_days" in settings_resource().sections().get("training", {}):
+    deployment = settings_file_path()
+    try:
+        deployed = read_settings_file(deployment).get("training") or {} if deployment.is_file() else {}
+    except SettingsFileError as error:
+        raise click.ClickException(str(error)) from error
+    if "holdout_days" in training or "holdout_days" in deployed:
         return settings
     holdout = min(DEMO_HOLDOUT_DAYS, days - 1)
     if holdout:
