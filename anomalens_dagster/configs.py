@@ -112,6 +112,13 @@ class TrainingConfig(dg.Config):
         description="Train on at most this many rows of the window, sampled reproducibly with `seed`.",
     )
     seed: int = Field(default=c.DEFAULT_SEED, description="Seed of the training sample and of every model.")
+    holdout_days: int = Field(
+        default=c.DEFAULT_HOLDOUT_DAYS,
+        ge=0,
+        description="Latest days kept out of training: the window ends this many days before the latest day with "
+        "features, and detector_evaluation reports those days as out-of-time figures. 0 trains on the latest days "
+        f"(a real store); `anomalens run` uses {c.DEMO_HOLDOUT_DAYS} when it simulates, unless the settings say otherwise.",
+    )
 
 
 class DetectionConfig(dg.Config):

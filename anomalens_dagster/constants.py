@@ -201,7 +201,9 @@ EVALUATION_ALL_KINDS = "all"
 # --- Anomaly records -----------------------------------------------------------------------------
 ANOMALIES = "anomalies"  # table in DETECTIONS_SCHEMA: one row per entity x detector hit
 CONSOLIDATED_ANOMALIES = "consolidated_anomalies"  # table in DETECTIONS_SCHEMA: one row per entity
-ENSEMBLE_THRESHOLD = 1.0  # scoring flags an ensemble score above 1 (see core/scoring.py)
+# The ensemble score is -log10 of the detectors' combined tail probability (core/scoring.py): above 3,
+# a row as rare as 1 in 1,000 normal training rows once the four detectors' evidence is combined.
+ENSEMBLE_THRESHOLD = 3.0
 
 # --- Incidents -----------------------------------------------------------------------------------
 INCIDENTS = "incidents"  # table in DETECTIONS_SCHEMA: flagged rows grouped into one row per incident
@@ -221,7 +223,9 @@ SEVERITY_RATIO_CUTS: dict[str, tuple[float, float]] = {
     DETECTOR_ISOLATION_FOREST: (1.05, 1.15),
     DETECTOR_DBSCAN: (1.25, 2.0),
     DETECTOR_AUTOENCODER: (1.5, 4.0),
-    DETECTOR_ENSEMBLE: (1.25, 1.5),
+    # The ensemble's score is -log10 of a combined tail probability over ENSEMBLE_THRESHOLD (3):
+    # Medium from 1e-4, High from 1e-6, rarer than anything a training window of 100k rows shows.
+    DETECTOR_ENSEMBLE: (4 / 3, 2.0),
 }
 
 # --- Analyst feedback (contract B; core/feedback.py) -----------------------------------------------
@@ -256,3 +260,8 @@ DEFAULT_ALERT_RETRY_MAX_SECONDS = 3600.0
 DEFAULT_ALERT_SEND_TIMEOUT_SECONDS = 10.0
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_SLACK_TOKEN_ENV = "ANOMALENS_SLACK_TOKEN"
+# --- Training exclusion --------------------------------------------------------------------------
+# Days before the latest that `anomalens run` keeps out of training when simulating, so the demo's
+# evaluation has out-of-time figures (a real store's training.holdout_days defaults to 0).
+DEFAULT_HOLDOUT_DAYS = 0
+DEMO_HOLDOUT_DAYS = 2

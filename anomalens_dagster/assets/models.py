@@ -98,11 +98,22 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
                 effective.training.training_days,
                 effective.training.max_training_rows,
                 effective.training.seed,
+                effective.training.holdout_days,
             )
         context.log.info(
             f"training {detector} on {len(training.frame)} of {training.rows_in_window} {entity_type} rows "
             f"in [{training.start}, {training.end})"
+            + (
+                f", the last {effective.training.holdout_days} day(s) held out"
+                if effective.training.holdout_days
+                else ""
+            )
         )
+        if any(training.rows_excluded.values()):
+            context.log.info(
+                f"left out of training: {', '.join(f'{n} {reason}' for reason, n in training.rows_excluded.items())} "
+                f"{entity_type} rows (flagged High by the models in force, or confirmed by an analyst)"
+            )
         if training.rows_missing_features:
             context.log.warning(
                 f"skipped {training.rows_missing_features} {entity_type} rows whose detector features are missing "
@@ -115,6 +126,8 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
                 f"epoch {epoch + 1}: {json.dumps({k: readable_number(v) for k, v in logs.items()})}"
             )
         fitted = make_detector(detector, entity.numeric, entity.categorical, **params).fit(training.frame)
+        # Recorded with the model (registry metrics, asset metadata): what its window held back and why.
+        fitted.training_metrics_.update(holdout_days=effective.training.holdout_days, **training.exclusion_metrics())
         with duckdb.get_connection() as conn:
             ensure_model_registry(conn)
             record = register_model(conn, fitted, entity_type, training.start, training.end)

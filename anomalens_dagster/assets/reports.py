@@ -10,7 +10,13 @@ import dagster as dg
 import pandas as pd
 from duckdb import DuckDBPyConnection
 
-from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
+from anomalens_dagster.assets.detections import (
+    SCORES_TABLES,
+    activity_scores,
+    anomalies,
+    consolidated_anomalies,
+    order_scores,
+)
 from anomalens_dagster.assets.incidents import incidents
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog
@@ -23,6 +29,7 @@ from anomalens_dagster.constants import (
     DETECTIONS_SCHEMA,
     DETECTOR_EVALUATION,
     DUCKDB_POOL,
+    ENTITY_TYPES,
     EVALUATION_ALL_KINDS,
     ORDER_SCORES,
     REPORTS_GROUP,
@@ -33,30 +40,51 @@ from anomalens_dagster.constants import (
 from anomalens_dagster.core.evaluation import (
     HEADLINE_METRICS_ALL_KINDS,
     NOT_EVALUATED,
-    evaluate_detections,
+    SPLIT_ALL,
+    evaluate_splits,
     headline_metrics,
+    headline_split,
     is_evaluated,
 )
+from anomalens_dagster.core.registry import MODEL_REGISTRY_TABLE
 from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
 from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
 from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies
 from anomalens_dagster.core.summaries import store_summary as summarise_store
+from anomalens_dagster.core.training import ENTITY_FEATURES
 from anomalens_dagster.core.warehouse import replace_table
 from anomalens_dagster.resources import AnomaLensDuckDB
 
 # Every scored row, and the labels of the scored rows only (labels of days never scored would
 # count as misses of a detector that never saw them).
-SCORES_SQL = f"""
-SELECT 'activity' AS entity_type, activity_id AS entity_id, detector, score, is_anomaly
-FROM {DETECTIONS_SCHEMA}.{ACTIVITY_SCORES}
+SCORED_ROWS_SQL = f"""
+SELECT 'activity' AS entity_type, activity_id AS entity_id FROM {DETECTIONS_SCHEMA}.{ACTIVITY_SCORES}
 UNION ALL
-SELECT 'order', order_id, detector, score, is_anomaly FROM {DETECTIONS_SCHEMA}.{ORDER_SCORES}
+SELECT 'order', order_id FROM {DETECTIONS_SCHEMA}.{ORDER_SCORES}
 """
 LABELS_SQL = f"""
 SELECT l.entity_type, l.entity_id, l.anomaly_kind, l.episode_id
 FROM {STORE_SCHEMA}.{SIMULATION_LABELS} AS l
-WHERE EXISTS (SELECT 1 FROM ({SCORES_SQL}) AS s WHERE s.entity_type = l.entity_type AND s.entity_id = l.entity_id)
+WHERE EXISTS (SELECT 1 FROM ({SCORED_ROWS_SQL}) AS s WHERE s.entity_type = l.entity_type AND s.entity_id = l.entity_id)
 """
+
+
+def scores_sql(entity_type: str) -> str:
+    """An entity's scores with `out_of_time`: the row is at or after the end of the training window of
+    the models that scored it (the ensemble's row takes its detectors' latest end)."""
+    entity = ENTITY_FEATURES[entity_type]
+    id_column = f"{entity_type}_id"
+    return f"""
+    SELECT '{entity_type}' AS entity_type, s.{id_column} AS entity_id, s.detector, s.score, s.is_anomaly,
+           coalesce(s.{entity.time_column} >= max(r.training_end) OVER (PARTITION BY s.{id_column}), false)
+               AS out_of_time
+    FROM {DETECTIONS_SCHEMA}.{SCORES_TABLES[entity_type]} AS s
+    LEFT JOIN {MODEL_REGISTRY_TABLE} AS r
+      ON r.entity_type = '{entity_type}' AND r.detector = s.detector AND r.version = s.model_version
+    """
+
+
+SCORES_SQL = " UNION ALL ".join(scores_sql(entity_type) for entity_type in ENTITY_TYPES)
 
 
 def replace_report_table(
@@ -79,8 +107,9 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
     name=DETECTOR_EVALUATION,
     group_name=REPORTS_GROUP,
     description=(
-        "Detection quality against the simulator's labels, per entity, detector and anomaly kind: precision, "
-        "recall, F1, PR-AUC, episode recall and the share of normal rows flagged."
+        "Detection quality against the simulator's labels, per entity, detector and anomaly kind, for every scored "
+        "row and apart in-sample / out-of-time (split): precision, recall, F1, PR-AUC, episode recall and the share "
+        "of normal rows flagged."
     ),
     deps=[activity_scores.key, order_scores.key, SIMULATION_LABELS],
     kinds={"duckdb", "sklearn"},
@@ -90,9 +119,10 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.read_connection() as conn:
         scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
-    evaluation = evaluate_detections(scores, labels)
+    evaluation = evaluate_splits(scores, labels)
     metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
-    headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
+    shown_split = headline_split(evaluation["split"].unique())
+    headline = evaluation[(evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS) & (evaluation["split"] == shown_split)]
     if not is_evaluated(evaluation):
         # A real store's days: no ground truth, so no metric rather than a precision of 0.000.
         context.log.info(f"{len(headline)} entity and detector pairs {NOT_EVALUATED}")
@@ -100,14 +130,21 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
         metadata["preview"] = dg.MetadataValue.md(f"_{NOT_EVALUATED}_")
         return dg.MaterializeResult(metadata=metadata)
     # The table itself is the preview (and `anomalens run` prints it once, at the end).
-    context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels")
-    metadata["preview"] = dg.MetadataValue.md(_summary(headline).to_markdown(index=False, floatfmt=".3f"))
-    metadata.update(readable_metadata(headline_metrics(evaluation)))
+    context.log.info(
+        f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels "
+        f"(splits: {', '.join(evaluation['split'].unique())}; the preview shows {shown_split})"
+    )
+    pooled = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
+    metadata["preview"] = dg.MetadataValue.md(_summary(pooled).to_markdown(index=False, floatfmt=".3f"))
+    # Every row's figures keep their names; the splits' are prefixed, e.g. out_of_time/activity/ensemble/f1.
+    for split, rows in evaluation.groupby("split", sort=False):
+        prefix = "" if split == SPLIT_ALL else f"{split}/"
+        metadata.update(readable_metadata({prefix + k: v for k, v in headline_metrics(rows).items()}))
     return dg.MaterializeResult(metadata=metadata)
 
 
 def _summary(evaluation: pd.DataFrame) -> pd.DataFrame:
-    return evaluation[["entity_type", "detector", "anomaly_kind", *HEADLINE_METRICS_ALL_KINDS]]
+    return evaluation[["split", "entity_type", "detector", *HEADLINE_METRICS_ALL_KINDS]]
 
 
 STORE_ASSET_KEYS = [*store_catalog.keys, *simulated_store_days.keys]

@@ -40,6 +40,7 @@ from anomalens_dagster.cli.queries import (
 )
 from anomalens_dagster.constants import (
     DEFAULT_LANDING_DIR,
+    DEMO_HOLDOUT_DAYS,
     DETECTIONS_GROUP,
     DETECTOR_NAMES,
     ENTITY_TYPES,
@@ -83,6 +84,27 @@ def _refuse_untrainable(db_path: Path, models: list[str]) -> None:
             f"{db_path} holds no {' and no '.join(f'{entity} rows' for entity in empty)}, so their detectors cannot "
             "be trained: land them first (orders need their customers in the store)."
         )
+
+
+def _with_demo_holdout(settings: dict[str, dict], days: int) -> dict[str, dict]:
+    """A simulated run keeps its last days out of training (out-of-time figures in the evaluation), unless
+    the --settings file or the deployment's settings file chooses training.holdout_days."""
+    from anomalens_dagster.cli.settings import settings_file_path
+    from anomalens_dagster.configs import SettingsFileError
+    from anomalens_dagster.settings import read_settings_file
+
+    training = settings.get("training", {})
+    deployment = settings_file_path()
+    try:
+        deployed = read_settings_file(deployment).get("training") or {} if deployment.is_file() else {}
+    except SettingsFileError as error:
+        raise click.ClickException(str(error)) from error
+    if "holdout_days" in training or "holdout_days" in deployed:
+        return settings
+    holdout = min(DEMO_HOLDOUT_DAYS, days - 1)
+    if holdout:
+        click.echo(f"Training on the days before the last {holdout}, which are scored out of time")
+    return {**settings, "training": {**training, "holdout_days": holdout}}
 
 
 def _detection_keys(defs: dg.Definitions, models: list[str]) -> list[dg.AssetKey]:
@@ -204,6 +226,8 @@ def run(
     click.echo(f"AnomaLens: {first} .. {last} ({days} days{ending}) into {db_path}")
     click.echo(f"Dagster instance: {home} (runs show in `make dev`)")
     keys = None
+    if simulate:
+        settings = _with_demo_holdout(settings, days)
     if not simulate:
         from anomalens_dagster.definitions import defs
 

@@ -30,7 +30,7 @@ from anomalens_dagster.constants import (
     STORE_SUMMARY,
     USER_ACTIVITIES,
 )
-from anomalens_dagster.core.evaluation import NOT_EVALUATED
+from anomalens_dagster.core.evaluation import NOT_EVALUATED, SPLIT_ALL, SPLIT_OUT_OF_TIME
 
 TOP_ANOMALIES = 10
 
@@ -68,14 +68,16 @@ def top_anomalies(db_path: Path, limit: int = TOP_ANOMALIES) -> pd.DataFrame | N
 
 
 def detection_quality(db_path: Path) -> pd.DataFrame | None:
-    """The evaluation's headline rows (every anomaly kind pooled), or None before any evaluation."""
+    """The evaluation's headline rows (every anomaly kind pooled; every scored row, then the out-of-time rows
+    when some day was scored after its models' training window), or None before any evaluation."""
     return report_frame(
         db_path,
-        f"""SELECT entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
+        f"""SELECT split, entity_type, detector, n_flagged AS anomalies, precision, recall, f1, pr_auc,
                    episode_recall, normal_flag_rate, n_positive + n_unscored_positive AS labelled
             FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
-            WHERE anomaly_kind = $all ORDER BY entity_type, detector""",
-        {"all": EVALUATION_ALL_KINDS},
+            WHERE anomaly_kind = $all AND split IN ($every_row, $out_of_time)
+            ORDER BY split, entity_type, detector""",
+        {"all": EVALUATION_ALL_KINDS, "every_row": SPLIT_ALL, "out_of_time": SPLIT_OUT_OF_TIME},
     )
 
 
@@ -87,7 +89,13 @@ def print_detection_quality(db_path: Path) -> None:
     if evaluation.empty or evaluation["labelled"].sum() == 0:
         click.echo(f"\nAnomalies found: {int(evaluation['anomalies'].sum()):,}; detection quality {NOT_EVALUATED}.")
         return
-    click.echo("\nAnomalies found and detection quality against the simulator's labels (all kinds):")
+    click.echo(
+        "\nAnomalies found and detection quality against the simulator's labels (all kinds; split all = every "
+        "scored day, out_of_time = the days after the models' training window):"
+    )
+    everything = evaluation["split"] == SPLIT_ALL
+    if not everything.all():  # the anomalies found are those of every day: counted once
+        click.echo(f"Anomalies found: {int(evaluation.loc[everything, 'anomalies'].sum()):,} (every scored day)")
     shown = evaluation.drop(columns="labelled")
     click.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 

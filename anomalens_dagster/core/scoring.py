@@ -1,14 +1,24 @@
 """Scoring feature rows with every trained detector, plus the ensemble that combines them.
 
-Each detector's score is first put on one scale: its ratio to the detector's own fitted threshold,
-so 1.0 is "exactly at the threshold" for all four whatever their units (max |z|, isolation depth,
-RMS distance, reconstruction error). The ensemble score is the median of those ratios (with four
-detectors, the mean of the middle two), each capped at `ENSEMBLE_RATIO_CAP`; the ensemble flags a
-row when it exceeds 1, which takes about half the detectors past their thresholds. One detector
-alone can neither flag a row nor clear it: on the simulated store the mean let the
-detector with the most false alarms decide, and flagged 1-3 % of normal activities, where the
-median flags about 0.1 % (README, "Detection quality"). The scale comes from training alone, so a
-day is scored the same whether it is scored alone or with others.
+Each detector's score is first put on one scale: how rare it is among the training rows the
+detector calls normal, an upper-tail probability p learnt at fit time
+(`core/detectors/calibration.py`; 0.5 is an ordinary row, 1e-6 one rarer than anything in
+training). The ensemble combines the four with the harmonic mean of their p-values,
+
+    ensemble score = -log10( k / sum_i (1 / p_i) ) = log10( mean_i (1 / p_i) ),
+
+and flags a row when it exceeds `ENSEMBLE_THRESHOLD` (3: a combined probability of 1 in 1,000).
+The harmonic mean is dominated by the smallest p: one detector that is sure (p = 1e-6) flags the
+row by itself (score >= 5.4 whatever the others say), while one that is merely past its own
+threshold does not; several detectors that each find the row somewhat rare add up. It stays valid
+when the detectors are correlated (they see the same features), unlike Fisher's product, which
+would count four views of one oddity as four independent pieces of evidence.
+
+This replaced the median of the four score / threshold ratios (capped at 4), which needed about
+half the detectors past their thresholds: a row seen only by the detector that understands it was
+never flagged, and rows beyond the cap all tied. The score here is unbounded (ln p falls linearly
+beyond the training data), so it ranks every flagged row. The scale comes from training alone, so
+a day is scored the same whether it is scored alone or with others.
 """
 
 from __future__ import annotations
@@ -19,13 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 
-from anomalens_dagster.constants import DETECTOR_ENSEMBLE
+from anomalens_dagster.constants import DETECTOR_ENSEMBLE, ENSEMBLE_THRESHOLD
 from anomalens_dagster.core.detectors import Detector
 
 logger = logging.getLogger(__name__)
-
-ENSEMBLE_RATIO_CAP = 4.0
 
 
 @dataclass(frozen=True)
@@ -49,22 +58,37 @@ def score_rows(
     if not models:
         raise ValueError("no trained detector to score with: materialise the model assets first")
     ids = features["id"].to_numpy(np.int64)
-    parts, ratios = [], []
+    parts, log_p = [], []
     for name, model in models.items():
         scores = model.detector.score(features)
         threshold = float(model.detector.threshold_)
         if not threshold > 0:
             raise ValueError(
-                f"{name} v{model.version}: threshold {threshold} is not positive, so it cannot scale scores"
+                f"{name} v{model.version}: threshold {threshold} is not positive, so its severity cannot be graded"
             )
         parts.append(_score_part(ids, name, scores, scores > threshold, model.version))
-        ratios.append(np.minimum(scores / threshold, ENSEMBLE_RATIO_CAP))
+        log_p.append(model.detector.log_tail_probability(scores))
         logger.info("%s v%d flagged %d of %d rows", name, model.version, int((scores > threshold).sum()), len(ids))
-    ensemble = np.median(ratios, axis=0) if len(ids) else np.empty(0)
-    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > 1.0, 0))
+    ensemble = ensemble_score(np.vstack(log_p))
+    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > ENSEMBLE_THRESHOLD, 0))
     scores = pd.concat(parts, ignore_index=True).rename(columns={"id": id_column})
     scores.insert(1, time_column, np.tile(features[time_column].to_numpy(), len(parts)))
     return scores
+
+
+def ensemble_score(log_p: np.ndarray) -> np.ndarray:
+    """-log10 of the harmonic mean of the detectors' tail probabilities, per column of `log_p`.
+
+    `log_p` holds one row per detector of ln p (natural log, <= 0). Computed in log space, so
+    probabilities far below the smallest float still order correctly.
+    """
+    log_p = np.asarray(log_p, dtype=np.float64)
+    if log_p.ndim != 2 or log_p.shape[0] == 0:
+        raise ValueError(f"ensemble_score needs one row of log p-values per detector, got shape {log_p.shape}")
+    if log_p.shape[1] == 0:
+        return np.empty(0)
+    mean_inverse = logsumexp(-log_p, axis=0) - np.log(log_p.shape[0])
+    return mean_inverse / np.log(10.0)
 
 
 def scores_dtypes(id_column: str, time_column: str) -> dict[str, str]:

@@ -1,10 +1,33 @@
-"""What each detector trains on: the entity's feature table, a trailing window, a reproducible sample."""
+"""What each detector trains on: the entity's feature table, a trailing window, a reproducible sample.
+
+Training exclusion: attacks cannot poison the models
+    Retraining on a window that holds attacks would teach the detectors that the attack is normal.
+    The window therefore leaves out (`training_exclusions`):
+    - rows the models in force flagged High: a record of theirs in `detections.anomalies` has
+      severity High, whichever detector (or the ensemble) wrote it; the records of a day come from
+      the model versions that scored it, the versions in force then. Any detector's High counts, not
+      only the ensemble's: an attack that is a few percent of the window makes the ensemble's
+      calibration read it as ordinary (core/detectors/calibration.py), while a detector with an
+      absolute threshold (z-score, DBSCAN's radius) still calls it far out. A normal row one detector
+      calls High is one row left out of thousands like it;
+    - every entity in `ops.confirmed_anomalies`, the analyst's confirmed anomalies, when that view
+      exists (no feedback yet: nothing confirmed).
+    How many rows each reason left out is returned and recorded with the model. Attacks the models
+    in force missed stay in; the tail calibration (core/detectors/calibration.py) is what keeps a
+    few percent of them from making their scores look ordinary.
+
+Hold-out days
+    With `holdout_days` N the window ends N days before the latest day: the models never see the
+    last N days, which are then scored out of time, as new days are in production
+    (`detector_evaluation` reports them apart).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -12,10 +35,15 @@ import pandas as pd
 
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
+    ANOMALIES,
+    CONFIRMED_ANOMALIES,
+    DETECTIONS_SCHEMA,
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
     FEATURES_SCHEMA,
+    OPS_SCHEMA,
     ORDER_FEATURES,
+    SEVERITY_HIGH,
 )
 from anomalens_dagster.core.features import (
     ACTIVITY_CATEGORICAL_COLUMNS,
@@ -85,8 +113,10 @@ ENTITY_FEATURES: dict[str, EntityFeatures] = {
 class TrainingFrame:
     """Feature rows to fit on, and the window [start, end) they were drawn from.
 
-    `rows_in_window` counts the rows with every detector feature; `rows_missing_features` those
-    left out because some detector feature is NULL (days written before the column was added).
+    `rows_in_window` counts the rows with every detector feature that no exclusion left out;
+    `rows_missing_features` those left out because some detector feature is NULL (days written
+    before the column was added); `rows_excluded` the rows each training exclusion left out, by
+    reason (a row with both reasons counts under each).
     """
 
     frame: pd.DataFrame
@@ -94,6 +124,54 @@ class TrainingFrame:
     end: dt.datetime
     rows_in_window: int
     rows_missing_features: int = 0
+    rows_excluded: dict[str, int] = field(default_factory=dict)
+
+    def exclusion_metrics(self) -> dict[str, int]:
+        """What the training exclusions left out, as training metrics: `excluded_<reason>` per reason."""
+        return {f"excluded_{reason}": count for reason, count in self.rows_excluded.items()}
+
+
+@dataclass(frozen=True)
+class TrainingExclusion:
+    """Rows a training window leaves out: `ids_sql` selects their ids (`$entity_type` bound)."""
+
+    reason: str
+    ids_sql: str
+
+
+EXCLUDED_FLAGGED_HIGH = "flagged_high"
+EXCLUDED_CONFIRMED = "confirmed_anomaly"
+
+
+def training_exclusions(conn: duckdb.DuckDBPyConnection) -> list[TrainingExclusion]:
+    """The exclusions that apply to this store: those whose table or view exists (module docstring)."""
+    exclusions = []
+    if _relation_exists(conn, DETECTIONS_SCHEMA, ANOMALIES):
+        exclusions.append(
+            TrainingExclusion(
+                EXCLUDED_FLAGGED_HIGH,
+                f"SELECT entity_id FROM {DETECTIONS_SCHEMA}.{ANOMALIES} WHERE entity_type = $entity_type "
+                f"AND severity = '{SEVERITY_HIGH}'",
+            )
+        )
+    if _relation_exists(conn, OPS_SCHEMA, CONFIRMED_ANOMALIES):
+        exclusions.append(
+            TrainingExclusion(
+                EXCLUDED_CONFIRMED,
+                f"SELECT entity_id FROM {OPS_SCHEMA}.{CONFIRMED_ANOMALIES} WHERE entity_type = $entity_type",
+            )
+        )
+    return exclusions
+
+
+def _relation_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether `schema.name` is a table or a view of the connection's database."""
+    ((count,),) = conn.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_schema = $schema AND table_name = $name",
+        {"schema": schema, "name": name},
+    ).fetchall()
+    return count > 0
 
 
 class NoTrainingDataError(LookupError):
@@ -101,9 +179,15 @@ class NoTrainingDataError(LookupError):
 
 
 def load_training_frame(
-    conn: duckdb.DuckDBPyConnection, entity: EntityFeatures, training_days: int, max_rows: int, seed: int
+    conn: duckdb.DuckDBPyConnection,
+    entity: EntityFeatures,
+    training_days: int,
+    max_rows: int,
+    seed: int,
+    holdout_days: int = 0,
 ) -> TrainingFrame:
-    """The last `training_days` whole days of features, ending with the latest day that has any."""
+    """`training_days` whole days of features ending `holdout_days` before the latest day that has
+    any, without the rows the training exclusions name (module docstring)."""
     try:
         latest = conn.execute(f"SELECT max({entity.time_column}) FROM {entity.qualified_table}").fetchone()[0]
     except duckdb.CatalogException:
@@ -112,8 +196,18 @@ def load_training_frame(
         raise NoTrainingDataError(
             f"{entity.qualified_table} has no rows: materialise {entity.table} for some days before training"
         )
-    end = dt.datetime.combine(latest.date() + dt.timedelta(days=1), dt.time())
-    training = load_feature_sample(conn, entity, end - dt.timedelta(days=training_days), end, max_rows, seed)
+    if holdout_days < 0:
+        raise ValueError(f"holdout_days must be >= 0, got {holdout_days}")
+    end = dt.datetime.combine(latest.date() + dt.timedelta(days=1 - holdout_days), dt.time())
+    ((earliest,),) = conn.execute(f"SELECT min({entity.time_column}) FROM {entity.qualified_table}").fetchall()
+    if earliest >= end:
+        raise NoTrainingDataError(
+            f"{entity.qualified_table} holds the days {earliest.date()} .. {latest.date()}, all of them within the "
+            f"{holdout_days} held-out day(s): lower training.holdout_days or materialise more days before training"
+        )
+    training = load_feature_sample(
+        conn, entity, end - dt.timedelta(days=training_days), end, max_rows, seed, training_exclusions(conn)
+    )
     if training.rows_in_window == 0:
         raise NoTrainingDataError(
             f"{entity.qualified_table} has no row with every detector feature in [{training.start}, {training.end}) "
@@ -130,8 +224,10 @@ def load_feature_sample(
     end: dt.datetime,
     max_rows: int | None = None,
     seed: int = 0,
+    exclusions: Sequence[TrainingExclusion] = (),
 ) -> TrainingFrame:
-    """Feature rows in [start, end); past `max_rows` (None: no limit), a uniform sample of them.
+    """Feature rows in [start, end) but those `exclusions` name; past `max_rows` (None: no
+    limit), a uniform sample of them.
 
     The sample is drawn with `seed` from the rows ordered by id, so the same data and seed always
     give the same rows. Rows where a detector feature is NULL are never read: they belong to days
@@ -156,9 +252,23 @@ def load_feature_sample(
             end,
             entity.table,
         )
+    rows_excluded = {}
+    kept = ""
+    for exclusion in exclusions:
+        ((excluded,),) = conn.execute(
+            f"SELECT count(*) FROM {entity.qualified_table} WHERE {in_window} AND {complete} "
+            f"AND id IN ({exclusion.ids_sql})",
+            {**window, "entity_type": entity.entity_type},
+        ).fetchall()
+        rows_excluded[exclusion.reason] = excluded
+        kept += f" AND id NOT IN ({exclusion.ids_sql})"
+    if any(rows_excluded.values()):
+        logger.info("left %s rows in [%s, %s) out of training: %s", entity.entity_type, start, end, rows_excluded)
     columns = ", ".join(("id", entity.time_column, *feature_columns))
+    parameters = {**window, "entity_type": entity.entity_type} if exclusions else window
     frame = conn.execute(
-        f"SELECT {columns} FROM {entity.qualified_table} WHERE {in_window} AND {complete} ORDER BY id", window
+        f"SELECT {columns} FROM {entity.qualified_table} WHERE {in_window} AND {complete}{kept} ORDER BY id",
+        parameters,
     ).df()
     rows_in_window = len(frame)
     if max_rows is not None and rows_in_window > max_rows:
@@ -166,5 +276,10 @@ def load_feature_sample(
         frame = frame.iloc[keep].reset_index(drop=True)
     logger.info("sampled %d of %d %s rows in [%s, %s)", len(frame), rows_in_window, entity.entity_type, start, end)
     return TrainingFrame(
-        frame=frame, start=start, end=end, rows_in_window=rows_in_window, rows_missing_features=missing
+        frame=frame,
+        start=start,
+        end=end,
+        rows_in_window=rows_in_window,
+        rows_missing_features=missing,
+        rows_excluded=rows_excluded,
     )

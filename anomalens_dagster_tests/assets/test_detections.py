@@ -52,9 +52,13 @@ def test_the_evaluation_reports_every_detector_and_plots_headline_numbers(traine
     assert "order/ensemble/f1" in metadata
     with duckdb.connect(str(db_path), read_only=True) as conn:
         rows = conn.execute(
-            "SELECT entity_type, detector FROM detections.detector_evaluation WHERE anomaly_kind = 'all'"
+            "SELECT entity_type, detector FROM detections.detector_evaluation WHERE anomaly_kind = 'all' AND split = 'all'"
         ).fetchall()
+        splits = conn.execute("SELECT DISTINCT split FROM detections.detector_evaluation ORDER BY split").fetchall()
     assert sorted(rows) == sorted((entity, detector) for entity in ("activity", "order") for detector in DETECTORS)
+    # The models were trained on the very days they scored: every row is in-sample, none out of time.
+    assert splits == [("all",), ("in_sample",)]
+    assert "in_sample/activity/ensemble/recall" in metadata and "out_of_time/activity/ensemble/recall" not in metadata
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomalens_dagster.constants import SEVERITY_RATIO_CUTS
+from anomalens_dagster.constants import ENSEMBLE_THRESHOLD, SEVERITY_RATIO_CUTS
 from anomalens_dagster.core.anomalies import (
     ANOMALY_DTYPES,
     CONSOLIDATED_DTYPES,
@@ -157,7 +157,7 @@ def test_severity_cuts_are_the_documented_ones():
         "isolation_forest": (1.05, 1.15),
         "dbscan": (1.25, 2.0),
         "autoencoder": (1.5, 4.0),
-        "ensemble": (1.25, 1.5),
+        "ensemble": (4 / 3, 2.0),
     }
 
 
@@ -433,7 +433,7 @@ def test_the_ensemble_is_explained_by_its_strongest_component():
     assert details["explained_by"] == "dbscan"
     assert details["top_features"] == [{"feature": "session_duration_seconds", "contribution": 0.9, "value": 300.0}]
     assert details["detector_ratios"] == {"zscore": 1.5, "isolation_forest": 0.0, "dbscan": 2.0, "autoencoder": 0.5}
-    assert details["threshold"] == 1.0
+    assert details["threshold"] == ENSEMBLE_THRESHOLD
 
 
 def test_explain_flagged_explains_each_models_flagged_rows_indexed_by_entity_id():

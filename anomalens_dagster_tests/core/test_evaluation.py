@@ -22,8 +22,11 @@ from anomalens_dagster.constants import (
 )
 from anomalens_dagster.core.evaluation import (
     EVALUATION_COLUMNS,
+    episodes_caught,
     evaluate_detections,
+    evaluate_splits,
     headline_metrics,
+    headline_split,
     is_evaluated,
 )
 from anomalens_dagster.core.simulator import SimulationSettings, simulate_catalog, simulate_day
@@ -473,3 +476,61 @@ def test_headline_metrics_of_an_empty_evaluation_are_empty():
 def test_headline_metrics_reject_a_frame_that_is_not_an_evaluation():
     with pytest.raises(ValueError, match=r"evaluation is missing column\(s\) .*pr_auc"):
         headline_metrics(pd.DataFrame({"entity_type": [], "detector": [], "anomaly_kind": [], "f1": []}))
+
+
+# --- Splits --------------------------------------------------------------------------------------
+
+
+def test_each_split_is_evaluated_on_its_own_rows_and_labels_and_every_row_stays_as_before():
+    scores = scores_frame({"zscore": (ZSCORE_SCORES, ZSCORE_FLAGS)})
+    # The failed-login episode (4, 5) and rows 8-10 were scored after the models' training window.
+    scores["out_of_time"] = scores["entity_id"].isin([4, 5, 8, 9, 10])
+
+    evaluation = evaluate_splits(scores, LABELS)
+
+    assert list(evaluation.columns) == [*EVALUATION_COLUMNS, "split"]
+    assert evaluation["split"].unique().tolist() == ["all", "in_sample", "out_of_time"]
+    every_row = evaluation[evaluation["split"] == "all"].drop(columns="split").reset_index(drop=True)
+    pd.testing.assert_frame_equal(every_row, evaluate_detections(scores.drop(columns="out_of_time"), LABELS))
+    pooled = evaluation[evaluation["anomaly_kind"] == ALL].set_index("split")
+    # Out of time: 4, 5 flagged (both failed logins), 8-10 normal and unflagged.
+    assert pooled.loc["out_of_time", ["true_positives", "false_positives", "n_normal"]].tolist() == [2, 0, 3]
+    assert pooled.loc["out_of_time", "n_unscored_positive"] == 0
+    assert pooled.loc["in_sample", ["true_positives", "false_positives", "n_positive"]].tolist() == [1, 1, 3]
+    assert set(evaluation.loc[evaluation["split"] == "out_of_time", "anomaly_kind"]) == {ALL, FAILED}
+
+
+def test_without_out_of_time_rows_there_is_no_out_of_time_split_and_the_headline_is_every_row():
+    scores = scores_frame({"zscore": (ZSCORE_SCORES, ZSCORE_FLAGS)}).assign(out_of_time=False)
+
+    evaluation = evaluate_splits(scores, LABELS)
+
+    assert evaluation["split"].unique().tolist() == ["all", "in_sample"]
+    assert headline_split(evaluation["split"].unique()) == "all"
+    assert headline_split(["all", "in_sample", "out_of_time"]) == "out_of_time"
+
+
+def test_a_split_marker_that_is_not_boolean_is_refused():
+    scores = scores_frame({"zscore": (ZSCORE_SCORES, ZSCORE_FLAGS)}).assign(out_of_time="yes")
+
+    with pytest.raises(ValueError, match="out_of_time must be bool"):
+        evaluate_splits(scores, LABELS)
+
+
+def test_an_episode_is_caught_when_at_least_a_fifth_of_its_rows_are_flagged():
+    labels = pd.DataFrame(
+        {
+            "entity_type": ENTITY_ACTIVITY,
+            "entity_id": np.arange(1, 11, dtype=np.int64),
+            # Episode a: 5 rows, 1 flagged (20 %: caught); episode b: 5 rows, none flagged.
+            "anomaly_kind": [BURST] * 10,
+            "episode_id": ["a"] * 5 + ["b"] * 5,
+        }
+    )
+    flags = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    scores = scores_frame({"zscore": ([float(f) for f in flags], flags)})
+
+    caught = episodes_caught(scores, labels).set_index("detector")
+
+    assert caught.loc["zscore", ["n_episodes", "n_episodes_caught"]].tolist() == [2, 1]
+    assert episodes_caught(scores, labels, min_share=0.21).loc[0, "n_episodes_caught"] == 0

@@ -18,12 +18,13 @@ from anomalens_dagster.constants import (
     ANOMALY_KIND_HIGH_TOTAL,
     DETECTOR_ENSEMBLE,
     DETECTOR_NAMES,
+    ENSEMBLE_THRESHOLD,
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
 )
-from anomalens_dagster.core.evaluation import evaluate_detections
 from anomalens_dagster.core.incident_tables import replace_incidents
 from anomalens_dagster.core.incidents import group_incidents
+from anomalens_dagster.core.evaluation import evaluate_splits
 from anomalens_dagster.core.report import (
     ReportInputs,
     ReportInputsError,
@@ -137,7 +138,8 @@ def build_store(path, *, optional_tables: bool = True, labelled: bool = True) ->
                 order_scores.assign(entity_type=ENTITY_ORDER),
             ]
         )
-        evaluation = evaluate_detections(scores.astype({"entity_id": "int64"}), labels)
+        scored = scores.astype({"entity_id": "int64"}).assign(out_of_time=False)
+        evaluation = evaluate_splits(scored, labels)
         conn.register("evaluation", evaluation)
         conn.execute("CREATE TABLE detections.detector_evaluation AS SELECT * FROM evaluation")
         conn.execute(
@@ -253,12 +255,12 @@ def test_score_sample_draws_n_rows_per_detector_keeps_every_flagged_row_and_repe
     assert first.score_sample["score"].sum() != other_seed.score_sample["score"].sum()
 
 
-def test_thresholds_are_those_of_the_registered_version_that_scored_and_the_ensembles_is_one(store):
+def test_thresholds_are_those_of_the_registered_version_that_scored_and_the_ensembles_is_its_constant(store):
     thresholds = load(store).thresholds.set_index(["entity_type", "detector"])
 
     assert thresholds.loc[(ENTITY_ACTIVITY, IF), "threshold"] == pytest.approx(0.6123)  # v1, not v2's 0.9
     assert thresholds.loc[(ENTITY_ORDER, AE), "threshold"] == pytest.approx(11.57)
-    assert thresholds.loc[(ENTITY_ACTIVITY, ENS), "threshold"] == 1.0
+    assert thresholds.loc[(ENTITY_ACTIVITY, ENS), "threshold"] == ENSEMBLE_THRESHOLD
     assert thresholds.loc[(ENTITY_ACTIVITY, Z), "model_version"] == 1
     assert thresholds.loc[(ENTITY_ACTIVITY, Z), "n_rows"] == 6
 

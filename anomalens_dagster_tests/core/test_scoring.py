@@ -1,11 +1,12 @@
-"""Scoring with several detectors and the threshold-scaled ensemble, on hand-made detectors."""
+"""Scoring with several detectors and the ensemble of their tail probabilities, on hand-made detectors."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from anomalens_dagster.constants import ENSEMBLE_THRESHOLD
 from anomalens_dagster.core.detectors import make_detector
-from anomalens_dagster.core.scoring import ENSEMBLE_RATIO_CAP, ScoringModel, score_rows, scores_dtypes
+from anomalens_dagster.core.scoring import ScoringModel, ensemble_score, score_rows, scores_dtypes
 
 
 @pytest.fixture
@@ -41,33 +42,61 @@ def test_the_scores_have_the_dtypes_their_tables_shape_version_is_derived_from(z
     assert scores.dtypes.astype(str).to_dict() == scores_dtypes("activity_id", "timestamp")
 
 
-def test_the_ensemble_of_two_detectors_is_the_mean_of_their_threshold_ratios(zscore_models):
-    # y = 11.4 is |z| = 3 for both: ratio 1.5 for the strict model (threshold 2), 0.75 for the lenient one (4).
-    scores = score_rows(zscore_models, day([2.0], [11.4]), "activity_id", "timestamp").set_index("detector")
+def test_the_ensemble_is_minus_log10_of_the_harmonic_mean_of_the_tail_probabilities():
+    log_p = np.log(np.array([[1e-6, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]))
 
-    assert scores.loc["strict", "score"] == pytest.approx(3.0)
-    assert bool(scores.loc["strict", "is_anomaly"]) and not bool(scores.loc["lenient", "is_anomaly"])
-    assert scores.loc["ensemble", "score"] == pytest.approx((1.5 + 0.75) / 2)
+    ensemble = ensemble_score(log_p)
+
+    assert ensemble[0] == pytest.approx(np.log10((1e6 + 2 + 2 + 2) / 4))
+    assert ensemble[1] == pytest.approx(np.log10(2.0))
+
+
+def test_the_ensemble_orders_probabilities_far_below_the_smallest_float():
+    ensemble = ensemble_score(np.array([[-2000.0, -1000.0], [0.0, 0.0]]))
+
+    assert np.isfinite(ensemble).all()
+    assert ensemble[0] == pytest.approx((2000 - np.log(2)) / np.log(10))
+    assert ensemble[0] > ensemble[1] > ENSEMBLE_THRESHOLD
+
+
+@pytest.fixture
+def calibrated_models():
+    """Two z-score detectors on 4,000 Gaussian rows, one watching x, the other y."""
+    rng = np.random.default_rng(0)
+    training = pd.DataFrame({"x": rng.normal(size=4_000), "y": rng.normal(size=4_000)})
+    watch_x = make_detector("zscore", ["x"], z_threshold=2.0, log_skewed=False).fit(training)
+    watch_y = make_detector("zscore", ["y"], z_threshold=2.0, log_skewed=False).fit(training)
+    return {"watch_x": ScoringModel(watch_x, 1), "watch_y": ScoringModel(watch_y, 1)}
+
+
+def test_one_sure_detector_flags_a_row_the_others_find_ordinary(calibrated_models):
+    scores = score_rows(calibrated_models, day([10.0], [0.0]), "activity_id", "timestamp").set_index("detector")
+
+    assert bool(scores.loc["watch_x", "is_anomaly"]) and not bool(scores.loc["watch_y", "is_anomaly"])
     assert bool(scores.loc["ensemble", "is_anomaly"])
 
 
-def test_the_ensemble_is_the_median_ratio_so_one_detector_alone_cannot_flag_a_row(zscore_models):
-    training = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "y": [10.0, 10.0, 10.0, 10.0, 11.0]})
-    hair_trigger = make_detector("zscore", ["x", "y"], z_threshold=0.5, log_skewed=False).fit(training)
-    models = {**zscore_models, "hair_trigger": ScoringModel(hair_trigger, 1)}
-    # y = 10.6 is |z| = 1: ratios 0.5 (strict), 0.25 (lenient) and 2.0 (hair trigger).
-    scores = score_rows(models, day([2.0], [10.6]), "activity_id", "timestamp").set_index("detector")
+def test_a_detector_merely_past_its_threshold_does_not_flag_the_row_alone(calibrated_models):
+    # |z| = 2.5 passes the hair-trigger threshold of 2, but one normal row in about 80 is as far out.
+    scores = score_rows(calibrated_models, day([2.5], [0.0]), "activity_id", "timestamp").set_index("detector")
 
-    assert bool(scores.loc["hair_trigger", "is_anomaly"])
-    assert scores.loc["ensemble", "score"] == pytest.approx(0.5)
+    assert bool(scores.loc["watch_x", "is_anomaly"])
     assert not bool(scores.loc["ensemble", "is_anomaly"])
 
 
-def test_one_extreme_detector_is_capped_in_the_ensemble(zscore_models):
-    # |z| = 100 on y: strict ratio 50 and lenient 25, both capped.
-    scores = score_rows(zscore_models, day([2.0], [50.2]), "activity_id", "timestamp").set_index("detector")
+def test_the_ensemble_score_keeps_ranking_rows_beyond_anything_seen_in_training(calibrated_models):
+    scores = score_rows(calibrated_models, day([8.0, 12.0, 40.0], [0.0, 0.0, 0.0]), "activity_id", "timestamp")
 
-    assert scores.loc["ensemble", "score"] == pytest.approx(ENSEMBLE_RATIO_CAP)
+    ensemble = scores.loc[scores["detector"] == "ensemble", "score"].to_numpy()
+    assert ensemble[0] < ensemble[1] < ensemble[2]
+
+
+def test_scoring_with_a_model_fitted_before_calibration_says_to_retrain_it(calibrated_models):
+    old = calibrated_models["watch_x"].detector
+    del old.tail_calibration_
+
+    with pytest.raises(ValueError, match="retrain it"):
+        score_rows(calibrated_models, day([1.0], [1.0]), "activity_id", "timestamp")
 
 
 def test_scoring_without_models_says_what_to_materialise():

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from anomalens_dagster.core.features import ORDER_FEATURE_COLUMNS
-from anomalens_dagster.core.training import ENTITY_FEATURES, NoTrainingDataError, load_training_frame
+from anomalens_dagster.core.training import (
+    ENTITY_FEATURES,
+    NoTrainingDataError,
+    load_feature_sample,
+    load_training_frame,
+)
 
 ORDERS = ENTITY_FEATURES["order"]
 
@@ -61,3 +66,74 @@ def test_a_window_where_every_row_misses_a_detector_feature_says_to_rebuild(conn
 
     with pytest.raises(NoTrainingDataError, match="50 rows miss some.*anomalens rebuild order_features"):
         load_training_frame(conn, ORDERS, training_days=5, max_rows=1_000, seed=0)
+
+
+def test_held_out_days_are_left_out_of_the_window_which_ends_before_them(conn):
+    training = load_training_frame(conn, ORDERS, training_days=2, max_rows=1_000, seed=0, holdout_days=2)
+
+    assert (training.start, training.end) == (dt.datetime(2026, 3, 2), dt.datetime(2026, 3, 4))
+    assert sorted(training.frame["id"]) == list(range(11, 31))
+
+
+def test_holding_out_every_day_says_which_setting_to_lower(conn):
+    with pytest.raises(NoTrainingDataError, match="within the 5 held-out day.*lower training.holdout_days"):
+        load_training_frame(conn, ORDERS, training_days=30, max_rows=1_000, seed=0, holdout_days=5)
+
+
+def add_anomaly_records(conn, records):
+    """detections.anomalies with (entity_type, entity_id, detector_name, severity) rows."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS detections")
+    conn.execute(
+        "CREATE TABLE detections.anomalies (entity_type VARCHAR, entity_id BIGINT, detector_name VARCHAR, "
+        "severity VARCHAR)"
+    )
+    conn.executemany("INSERT INTO detections.anomalies VALUES (?, ?, ?, ?)", records)
+
+
+def test_rows_any_detector_flagged_high_are_left_out_once_and_counted(conn):
+    add_anomaly_records(
+        conn,
+        [
+            ("order", 41, "ensemble", "High"),
+            ("order", 41, "zscore", "High"),  # the same row: left out once
+            ("order", 42, "ensemble", "Medium"),  # not sure enough to leave out
+            ("order", 43, "dbscan", "High"),  # one detector's High is enough
+            ("activity", 44, "ensemble", "High"),  # another entity type's id
+            ("order", 5, "ensemble", "High"),  # outside the window
+        ],
+    )
+
+    training = load_training_frame(conn, ORDERS, training_days=1, max_rows=1_000, seed=0)
+
+    assert sorted(training.frame["id"]) == [42, *range(44, 51)]
+    assert training.rows_excluded == {"flagged_high": 2}
+    assert training.rows_in_window == 8
+    assert training.exclusion_metrics() == {"excluded_flagged_high": 2}
+
+
+def test_confirmed_anomalies_are_left_out_once_the_feedback_view_exists(conn):
+    add_anomaly_records(conn, [("order", 41, "ensemble", "High")])
+    conn.execute("CREATE SCHEMA ops")
+    conn.execute("CREATE TABLE ops.analyst_feedback (entity_type VARCHAR, entity_id BIGINT, verdict VARCHAR)")
+    conn.execute(
+        "INSERT INTO ops.analyst_feedback VALUES ('order', 41, 'confirm'), ('order', 45, 'confirm'), "
+        "('order', 46, 'dismiss'), ('activity', 47, 'confirm')"
+    )
+    conn.execute(
+        "CREATE VIEW ops.confirmed_anomalies AS SELECT entity_type, entity_id FROM ops.analyst_feedback "
+        "WHERE verdict = 'confirm'"
+    )
+
+    training = load_training_frame(conn, ORDERS, training_days=1, max_rows=1_000, seed=0)
+
+    assert sorted(training.frame["id"]) == [42, 43, 44, 46, 47, 48, 49, 50]
+    assert training.rows_excluded == {"flagged_high": 1, "confirmed_anomaly": 2}
+
+
+def test_scoring_reads_every_row_whatever_was_flagged(conn):
+    add_anomaly_records(conn, [("order", 41, "ensemble", "High")])
+
+    day = load_feature_sample(conn, ORDERS, dt.datetime(2026, 3, 5), dt.datetime(2026, 3, 6))
+
+    assert sorted(day.frame["id"]) == list(range(41, 51))
+    assert day.rows_excluded == {}

@@ -71,6 +71,7 @@ class AutoencoderDetector(Detector):
     """
 
     name = DETECTOR_AUTOENCODER
+    tail_power = 0.5  # a mean squared error: its tail is fitted on the RMS error (calibration.py)
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from anomalens_dagster.constants import DEFAULT_EXPLAIN_TOP_K
+from anomalens_dagster.core.detectors.calibration import TailCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,16 @@ class Detector(BaseEstimator, ABC):
     Fitted attributes common to all detectors:
     - `feature_schema_`: the `FeatureSchema` the detector was fitted on; scoring needs these columns.
     - `threshold_`: rows with `score > threshold_` are anomalies.
+    - `tail_calibration_`: how rare each score is among the training rows the detector calls normal
+      (`calibration.TailCalibration`), which puts every detector on one scale for the ensemble.
     - `training_metrics_`: JSON-ready dict with `n_rows`, `n_features`, `threshold`,
       `training_anomaly_rate`, `score_p50`, `score_p90`, `score_p99`, `score_max`, `fit_seconds`,
       plus detector-specific keys.
     """
 
     name: ClassVar[str]
+    # The scale on which the score's upper tail is exponential (calibration.py): score ** tail_power.
+    tail_power: ClassVar[float] = 1.0
 
     numeric_features: Sequence[str]
     categorical_features: Sequence[str]
@@ -68,6 +73,7 @@ class Detector(BaseEstimator, ABC):
         started = time.perf_counter()
         training_scores, extra_metrics = self._fit(numeric, categorical)
         self.feature_schema_ = schema
+        self.tail_calibration_ = TailCalibration.fit(training_scores, self.tail_power)
         self.training_metrics_ = {
             "n_rows": len(numeric),
             "n_features": len(schema),
@@ -81,6 +87,7 @@ class Detector(BaseEstimator, ABC):
             },
             "score_max": float(training_scores.max()),
             "fit_seconds": round(time.perf_counter() - started, 3),
+            **self.tail_calibration_.summary(),
             **extra_metrics,
         }
         logger.info("Fitted %s detector: %s", self.name, self.training_metrics_)
@@ -96,6 +103,15 @@ class Detector(BaseEstimator, ABC):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 where a row is anomalous (`score > threshold_`), else 0, as int8."""
         return (self.score(X) > self.threshold_).astype(np.int8)
+
+    def log_tail_probability(self, scores: np.ndarray) -> np.ndarray:
+        """ln P(S >= score) among the normal training rows, for scores this detector gave."""
+        if not hasattr(self, "tail_calibration_"):
+            raise ValueError(
+                f"this {self.name} model was fitted before detectors learnt their score calibration, so the "
+                "ensemble cannot use it: retrain it (materialise its model asset)"
+            )
+        return self.tail_calibration_.log_p(scores)
 
     def explain(self, X: pd.DataFrame, top_k: int = DEFAULT_EXPLAIN_TOP_K) -> pd.DataFrame:
         """The `top_k` features that drove each row's score, strongest first.

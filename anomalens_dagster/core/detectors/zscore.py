@@ -31,6 +31,7 @@ class ZScoreDetector(Detector):
     """
 
     name = DETECTOR_ZSCORE
+    tail_power = 2.0  # max |z|: a Gaussian-like tail (calibration.py)
 
     def __init__(
         self,

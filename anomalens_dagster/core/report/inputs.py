@@ -34,6 +34,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.evaluation import SPLIT_ALL, SPLIT_OUT_OF_TIME
 from anomalens_dagster.core.warehouse import table_exists
 
 logger = logging.getLogger(__name__)
@@ -343,9 +344,12 @@ def _evaluation(conn: duckdb.DuckDBPyConnection, missing: dict[str, str]) -> pd.
         )
         return pd.DataFrame()
     return conn.execute(
+        # One split: out of time when some day was scored after its models' training window.
         f"""SELECT * FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}
+            WHERE split = (SELECT CASE WHEN bool_or(split = $out_of_time) THEN $out_of_time ELSE $every_row END
+                           FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION})
             ORDER BY entity_type, detector, anomaly_kind <> $all, anomaly_kind""",
-        {"all": EVALUATION_ALL_KINDS},
+        {"all": EVALUATION_ALL_KINDS, "out_of_time": SPLIT_OUT_OF_TIME, "every_row": SPLIT_ALL},
     ).df()
 
 

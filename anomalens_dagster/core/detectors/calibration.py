@@ -1,0 +1,108 @@
+"""How rare a detector's score is: an upper-tail probability learnt from its training scores.
+
+Every detector scores on its own scale (max |z|, isolation depth, RMS distance, squared
+reconstruction error). To combine them (core/scoring.py), each score becomes p = P(S >= score)
+among normal training rows: 0.5 is an ordinary row, 10^-6 a row far rarer than anything the
+training days showed. `TailCalibration.fit` learns this at fit time, so scoring needs no training
+data and a day scores the same alone or with others.
+
+Which rows are "normal": the training rows the detector itself does not flag (score <= its
+threshold), so the anomalies the training window still holds (a few percent) do not make the
+tail look ordinary: with all rows as reference, an attack that is 1 % of the window could never
+be rarer than p = 0.01, whatever its score.
+
+Two parts:
+- the bulk, up to the reference's `TAIL_START_QUANTILE` quantile u: the empirical survival
+  function, interpolated between `BULK_GRID_POINTS` quantiles;
+- the tail beyond u: an exponential, p(s) = p(u) exp(-(s - u) / beta), with beta matched to the
+  reference's quantiles `TAIL_START_QUANTILE` and `TAIL_FIT_QUANTILE`. Beyond the training data
+  the probability keeps falling, so the scores of two extreme rows never tie at a floor, and
+  ln p is linear in the score: a score twice as far out is exponentially rarer. For the light
+  (Gaussian-like) tails of max |z| and distances an exponential is conservative: it calls an
+  extreme row less rare than it is.
+
+Which scale the tail is exponential on is a property of what the score measures, declared by each
+detector as `tail_power` (the calibration works on score ** tail_power): max |z| and DBSCAN's RMS
+distance over standardised columns fall off like a Gaussian, exp(-s^2 / 2), so their tail is
+exponential in s^2 (power 2; on s itself a z of 10 read as only 1 in 200); the autoencoder's
+mean squared error has a heavier tail than a squared Gaussian distance (a network's errors on rare
+but normal rows), so its tail is fitted on the RMS error (power 0.5: on the squared error itself
+0.1 % of normal activities read as rarer than 1e-4); the isolation forest's score is a depth, on
+its own scale (power 1).
+
+Degenerate references (most rows at one value, e.g. distance 0 to a core sample) fall back to
+the spread between u and the largest reference score, then to a tiny scale: a training window
+that never varied above u makes anything above it very rare.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+TAIL_START_QUANTILE = 0.98
+TAIL_FIT_FROM_QUANTILE = 0.90
+BULK_GRID_POINTS = 99
+# Scale used when the reference has no spread above u, relative to max(1, |u|).
+DEGENERATE_SCALE = 1e-9
+
+
+@dataclass(frozen=True)
+class TailCalibration:
+    """ln P(S >= s) among a detector's normal training rows; see the module docstring."""
+
+    grid_scores: np.ndarray  # increasing bulk scores, ending at tail_start
+    grid_log_p: np.ndarray  # ln survival at each, non-increasing, ending at tail_log_p
+    tail_start: float
+    tail_log_p: float
+    tail_scale: float
+    n_reference: int
+    power: float = 1.0
+
+    @classmethod
+    def fit(cls, training_scores: np.ndarray, power: float = 1.0) -> TailCalibration:
+        """Learn the calibration of scores >= 0 on the scale score ** `power` (see the module docstring)."""
+        if not power > 0:
+            raise ValueError(f"tail calibration power must be positive, got {power}")
+        scores = _powered(training_scores, power)
+        if scores.size == 0 or not np.isfinite(scores).all():
+            raise ValueError("tail calibration needs finite training scores (at least one)")
+        probabilities = np.linspace(0.0, TAIL_START_QUANTILE, BULK_GRID_POINTS)
+        quantiles = np.quantile(scores, probabilities)
+        # A run of equal quantiles is one score; P(S >= it) is the survival where the run starts.
+        grid_scores, first = np.unique(quantiles, return_index=True)
+        grid_log_p = np.log1p(-probabilities[first])
+        tail_start = float(grid_scores[-1])
+        tail_log_p = float(grid_log_p[-1])
+        fit_from = float(np.quantile(scores, TAIL_FIT_FROM_QUANTILE))
+        scale = (tail_start - fit_from) / math.log((1 - TAIL_FIT_FROM_QUANTILE) / (1 - TAIL_START_QUANTILE))
+        if not scale > 0:
+            above = scores.size * (1 - TAIL_START_QUANTILE)
+            scale = (float(scores.max()) - tail_start) / math.log(max(above, math.e))
+        if not scale > 0:
+            scale = DEGENERATE_SCALE * max(1.0, abs(tail_start))
+        return cls(grid_scores, grid_log_p, tail_start, tail_log_p, float(scale), int(scores.size), float(power))
+
+    def log_p(self, scores: np.ndarray) -> np.ndarray:
+        """Natural log of the upper-tail probability of each score (0 for the lowest, unbounded below)."""
+        scores = _powered(scores, self.power)
+        bulk = np.interp(scores, self.grid_scores, self.grid_log_p)
+        tail = self.tail_log_p - (scores - self.tail_start) / self.tail_scale
+        return np.where(scores > self.tail_start, tail, bulk)
+
+    def summary(self) -> dict[str, float]:
+        """JSON-ready figures for the training metrics."""
+        return {
+            "tail_start": self.tail_start,
+            "tail_scale": self.tail_scale,
+            "tail_reference_rows": self.n_reference,
+            "tail_power": self.power,
+        }
+
+
+def _powered(scores: np.ndarray, power: float) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    # A signed power keeps the order of any score, though every detector's is >= 0.
+    return scores if power == 1.0 else np.sign(scores) * np.abs(scores) ** power
