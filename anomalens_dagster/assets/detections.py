@@ -13,7 +13,7 @@ from anomalens_dagster.assets.daily import describe_window, replace_days_in_grou
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
-from anomalens_dagster.configs import ClearAnomaliesConfig
+from anomalens_dagster.configs import ClearAnomaliesConfig, DetectionConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     ACTIVITY_SCORES,
@@ -49,6 +49,7 @@ from anomalens_dagster.core.training import ENTITY_FEATURES, EntityFeatures, Tra
 from anomalens_dagster.core.warehouse import replace_table, table_exists, table_shape_version, transaction
 from anomalens_dagster.partitions import daily_partitions, days_in_window
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 SCORES_TABLES = {ENTITY_ACTIVITY: ACTIVITY_SCORES, ENTITY_ORDER: ORDER_SCORES}
 # What the anomaly records of a day are built from: its scores of either entity.
@@ -126,7 +127,11 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
         automation_condition=scores_refresh,
     )
-    def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    def scores(
+        context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB, settings: SettingsFile
+    ) -> dg.MaterializeResult:
+        # A calibrated ensemble threshold (`anomalens thresholds --apply`) lives in the settings file.
+        ensemble_threshold = settings.resolve(DetectionConfig(), "detection").ensemble_threshold(entity_type)
         with duckdb.read_connection() as conn:
             models = load_scoring_models(conn, entity)
         context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
@@ -134,7 +139,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
 
         def score_days(sample: TrainingFrame, start: datetime, end: datetime) -> list[pd.DataFrame]:
             features = _complete_features(sample, entity)
-            scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
+            scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column, ensemble_threshold)
             _tally(totals, scores)
             context.log.info(f"scored {len(features)} {entity.entity_type} rows of {describe_window(start, end)}")
             return [scores]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from anomalens_dagster.constants import DETECTOR_ENSEMBLE
+from anomalens_dagster.constants import DETECTOR_ENSEMBLE, ENSEMBLE_THRESHOLD
 from anomalens_dagster.core.detectors import Detector
 
 logger = logging.getLogger(__name__)
@@ -37,14 +37,19 @@ class ScoringModel:
 
 
 def score_rows(
-    models: Mapping[str, ScoringModel], features: pd.DataFrame, id_column: str, time_column: str
+    models: Mapping[str, ScoringModel],
+    features: pd.DataFrame,
+    id_column: str,
+    time_column: str,
+    ensemble_threshold: float = ENSEMBLE_THRESHOLD,
 ) -> pd.DataFrame:
     """One row per (feature row, detector) and per feature row for the ensemble.
 
     `features` needs `id`, `time_column` and every column the detectors were fitted on. Returns
     `id_column` (the feature row's id, int64), `time_column` (copied, so a day's scores can be
     replaced by time), detector (str), score (float64), is_anomaly (bool) and model_version
-    (int64; the ensemble's is 0, it has no model of its own).
+    (int64; the ensemble's is 0, it has no model of its own). The ensemble flags a row whose score
+    exceeds `ensemble_threshold` (settings `detection.thresholds.<entity>.ensemble`).
     """
     if not models:
         raise ValueError("no trained detector to score with: materialise the model assets first")
@@ -61,7 +66,7 @@ def score_rows(
         ratios.append(np.minimum(scores / threshold, ENSEMBLE_RATIO_CAP))
         logger.info("%s v%d flagged %d of %d rows", name, model.version, int((scores > threshold).sum()), len(ids))
     ensemble = np.median(ratios, axis=0) if len(ids) else np.empty(0)
-    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > 1.0, 0))
+    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > ensemble_threshold, 0))
     scores = pd.concat(parts, ignore_index=True).rename(columns={"id": id_column})
     scores.insert(1, time_column, np.tile(features[time_column].to_numpy(), len(parts)))
     return scores
