@@ -29,6 +29,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     STORE_SUMMARY,
 )
+from anomalens_dagster.core.calibration import evaluation_labels
 from anomalens_dagster.core.evaluation import (
     HEADLINE_METRICS_ALL_KINDS,
     NOT_EVALUATED,
@@ -36,6 +37,7 @@ from anomalens_dagster.core.evaluation import (
     headline_metrics,
     is_evaluated,
 )
+from anomalens_dagster.core.feedback import entity_verdicts
 from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
 from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
 from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies
@@ -78,8 +80,8 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
     name=DETECTOR_EVALUATION,
     group_name=REPORTS_GROUP,
     description=(
-        "Detection quality against the simulator's labels, per entity, detector and anomaly kind: precision, "
-        "recall, F1, PR-AUC, episode recall and the share of normal rows flagged."
+        "Detection quality against the simulator's labels (or, on a store without them, the analysts' verdicts), per "
+        "entity, detector and anomaly kind: precision, recall, F1, PR-AUC, episode recall, normal rows flagged."
     ),
     deps=[activity_scores.key, order_scores.key, SIMULATION_LABELS],
     kinds={"duckdb", "sklearn"},
@@ -89,8 +91,14 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.read_connection() as conn:
         scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
-    evaluation = evaluate_detections(scores, labels)
+        verdicts = entity_verdicts(conn)
+    # A real store has no simulation labels: its analysts' verdicts are the ground truth there.
+    chosen = evaluation_labels(scores, labels, verdicts)
+    evaluation = evaluate_detections(chosen.scores, chosen.labels).assign(labels=chosen.source)
     metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
+    metadata["labels_used"] = dg.MetadataValue.text(chosen.source)
+    metadata["label_count"] = chosen.count
+    context.log.info(f"evaluated against {chosen.count} {chosen.source}")
     headline = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]
     if not is_evaluated(evaluation):
         # A real store's days: no ground truth, so no metric rather than a precision of 0.000.
@@ -99,7 +107,7 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
         metadata["preview"] = dg.MetadataValue.md(f"_{NOT_EVALUATED}_")
         return dg.MaterializeResult(metadata=metadata)
     # The table itself is the preview (and `anomalens run` prints it once, at the end).
-    context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels")
+    context.log.info(f"compared the flags of {len(headline)} entity and detector pairs with the {chosen.source}")
     metadata["preview"] = dg.MetadataValue.md(_summary(headline).to_markdown(index=False, floatfmt=".3f"))
     metadata.update(readable_metadata(headline_metrics(evaluation)))
     return dg.MaterializeResult(metadata=metadata)

@@ -101,6 +101,31 @@ def verdict_evaluation_inputs(scores: pd.DataFrame, verdicts: pd.DataFrame) -> t
     return judged_scores.reset_index(drop=True), labels
 
 
+LABELS_SIMULATION = "simulation labels"
+LABELS_VERDICTS = "analyst verdicts"
+
+
+@dataclass(frozen=True)
+class EvaluationLabels:
+    """What detection quality is measured against: the scores and labels to evaluate, which labels, how many."""
+
+    scores: pd.DataFrame
+    labels: pd.DataFrame
+    source: str  # LABELS_SIMULATION or LABELS_VERDICTS
+    count: int  # simulation labels of scored rows, or judged rows
+
+
+def evaluation_labels(
+    scores: pd.DataFrame, simulation_labels: pd.DataFrame, verdicts: pd.DataFrame
+) -> EvaluationLabels:
+    """The simulator's labels where the scored days have any; else the analysts' verdicts, over the
+    judged rows only, where there are some; else the simulator's (empty) labels: nothing to evaluate."""
+    if simulation_labels.empty and not verdicts.empty:
+        judged_scores, labels = verdict_evaluation_inputs(scores, verdicts)
+        return EvaluationLabels(judged_scores, labels, LABELS_VERDICTS, len(verdicts))
+    return EvaluationLabels(scores, simulation_labels, LABELS_SIMULATION, len(simulation_labels))
+
+
 @dataclass(frozen=True)
 class _Figures:
     precision: float

@@ -12,10 +12,13 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from anomalens_dagster.assets.detections import activity_scores, order_scores
 from anomalens_dagster.assets.feedback import threshold_calibration
 from anomalens_dagster.assets.models import model_assets
+from anomalens_dagster.assets.reports import detector_evaluation
+from anomalens_dagster.cli import main
 from anomalens_dagster.core.feedback import Verdict, record_verdicts
 from anomalens_dagster.jobs import apply_thresholds_job
 from anomalens_dagster.resources import AnomaLensDuckDB
@@ -134,3 +137,66 @@ def test_apply_thresholds_job_registers_a_calibrated_version_and_retraining_keep
     kept = json.loads(metrics)
     assert kept["threshold"] == written["order"]["zscore"]
     assert kept["threshold_source"] == "settings"
+
+
+def test_anomalens_thresholds_shows_the_proposals_and_apply_writes_a_registry_version_and_the_settings(
+    scored_store, db_path, tmp_path, monkeypatch
+):
+    judge_missed_orders(db_path)
+    settings_path = tmp_path / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump({"training": {"training_days": 14}}))
+    monkeypatch.setenv("ANOMALENS_SETTINGS", str(settings_path))
+
+    shown = CliRunner().invoke(main, ["thresholds", "--db", str(db_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "would change, from 30 judged rows" in shown.output
+    assert "anomalens thresholds --apply" in shown.output
+    assert yaml.safe_load(settings_path.read_text()) == {"training": {"training_days": 14}}  # nothing applied yet
+
+    applied = CliRunner().invoke(main, ["thresholds", "--apply", "--db", str(db_path)])
+    assert applied.exit_code == 0, applied.output
+    assert "Registered order zscore v2" in applied.output
+    settings = yaml.safe_load(settings_path.read_text())
+    assert settings["training"] == {"training_days": 14}  # the rest of the file is kept
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        (metrics,) = conn.execute(
+            "SELECT metrics FROM ml.model_registry WHERE detector = 'zscore' AND entity_type = 'order' AND version = 2"
+        ).fetchone()
+    assert json.loads(metrics)["threshold_source"] == "calibration"
+    assert settings["detection"]["thresholds"]["order"]["zscore"] == json.loads(metrics)["threshold"]
+
+
+def evaluate(store) -> tuple[dict, list[dict]]:
+    result = dg.materialize([detector_evaluation], resources={"duckdb": store})
+    metadata = {
+        key: value.value
+        for key, value in result.asset_materializations_for_node("detector_evaluation")[0].metadata.items()
+    }
+    with duckdb.connect(str(store.database), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT * FROM detections.detector_evaluation WHERE anomaly_kind = 'all' ORDER BY entity_type, detector"
+        ).df()
+    return metadata, rows.to_dict("records")
+
+
+def test_detector_evaluation_uses_the_verdicts_on_a_store_without_simulation_labels_and_says_so(scored_store, db_path):
+    with duckdb.connect(str(db_path)) as conn:
+        conn.execute("DELETE FROM store.simulation_labels")
+    judge_missed_orders(db_path)
+    metadata, rows = evaluate(scored_store)
+    assert (metadata["labels_used"], metadata["label_count"]) == ("analyst verdicts", 30)
+    assert {row["labels"] for row in rows} == {"analyst verdicts"}
+    assert {row["entity_type"] for row in rows} == {"order"}  # only orders were judged
+    (zscore,) = [row for row in rows if row["detector"] == "zscore"]
+    # The confirmed orders are the z-score detector's misses: judged rows only, recall 0.
+    assert (zscore["n_rows"], zscore["n_positive"], zscore["n_normal"]) == (30, 15, 15)
+    assert (zscore["true_positives"], zscore["false_negatives"], zscore["recall"]) == (0, 15, 0.0)
+    assert metadata["order/zscore/recall"] == 0.0
+
+
+def test_detector_evaluation_prefers_the_simulation_labels_where_the_days_have_them(scored_store, db_path):
+    judge_missed_orders(db_path)
+    metadata, rows = evaluate(scored_store)
+    assert metadata["labels_used"] == "simulation labels"
+    assert metadata["label_count"] > 30
+    assert {row["entity_type"] for row in rows} == {"activity", "order"}
