@@ -8,7 +8,7 @@ import getpass
 
 import click
 
-from anomalens_dagster.cli.common import DB_HELP, checked_db_path
+from anomalens_dagster.cli.common import DB_HELP, checked_db_path, import_dagster_quietly
 from anomalens_dagster.cli.settings import settings_file_path
 from anomalens_dagster.constants import ALLOW_KINDS, MIN_CALIBRATION_VERDICTS
 from anomalens_dagster.core.calibration import STATUS_PROPOSED, calibrate_store
@@ -131,6 +131,7 @@ def thresholds(apply_: bool, min_verdicts: int, db: str | None) -> None:
     """Show the threshold per detector (and the ensemble) that would have maximised F1 on the analysts'
     verdicts so far; with --apply, apply them as new model versions and in the settings file
     (detection.thresholds), so the next retraining keeps them."""
+    import_dagster_quietly()
     from anomalens_dagster.assets.feedback import apply_store_calibration, calibration_summary, ensemble_thresholds
 
     db_path = checked_db_path(db)
