@@ -248,7 +248,7 @@ def _read_scored_entities(
     return scored
 
 
-def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataFrame:
+def _anomaly_records(scored: _ScoredEntities, detected_at: datetime, ensemble_threshold: float) -> pd.DataFrame:
     """The anomaly records of one entity type on one day."""
     return build_anomalies(
         scored.entity_type,
@@ -256,7 +256,10 @@ def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataF
         explain_flagged(scored.models, scored.facts, scored.scores, scored.entity_type),
         scored.facts,
         detected_at,
-        thresholds={name: model.detector.threshold_ for name, model in scored.models.items()},
+        thresholds={
+            DETECTOR_ENSEMBLE: ensemble_threshold,
+            **{name: model.detector.threshold_ for name, model in scored.models.items()},
+        },
     )
 
 
@@ -275,7 +278,10 @@ def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataF
     pool=DUCKDB_POOL,
     automation_condition=records_refresh,
 )
-def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+def anomalies(
+    context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB, settings: SettingsFile
+) -> dg.MaterializeResult:
+    detection = settings.resolve(DetectionConfig(), "detection")  # the ensemble's severity is relative to its threshold
     detected_at = datetime.now(UTC).replace(tzinfo=None)
     loaded: LoadedModels = {}
     by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
@@ -284,7 +290,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     def records_of_days(scored_entities: list[_ScoredEntities], _start: datetime, _end: datetime) -> list[pd.DataFrame]:
         frames = []
         for scored in scored_entities:
-            records = _anomaly_records(scored, detected_at)
+            records = _anomaly_records(scored, detected_at, detection.ensemble_threshold(scored.entity_type))
             for (detector, level), count in records.groupby(["detector_name", "severity"]).size().items():
                 by_detector[detector] += count
                 by_severity[level] += count
