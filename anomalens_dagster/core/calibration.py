@@ -160,8 +160,15 @@ def best_f1_threshold(scores: np.ndarray, confirmed: np.ndarray, current: float)
     # Interval i flags the rows with a score above distinct[i - 1]: i = 0 flags all, i = len flags none.
     lows = np.concatenate([[-np.inf], distinct])
     highs = np.concatenate([distinct, [np.inf]])
-    f1s = np.array([_figures(scores, confirmed, low if np.isfinite(low) else -np.inf).f1 for low in lows])
-    f1s = np.nan_to_num(f1s, nan=0.0)
+    # Flags above each candidate, counted from the scores sorted once: linear after the sort.
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    confirmed_at_or_below = np.concatenate([[0], np.cumsum(confirmed[order])])
+    at_or_below = np.searchsorted(sorted_scores, lows, side="right")
+    true_positives = confirmed.sum() - confirmed_at_or_below[at_or_below]
+    false_positives = (len(scores) - at_or_below) - true_positives
+    false_negatives = confirmed.sum() - true_positives
+    f1s = 2 * true_positives / (2 * true_positives + false_positives + false_negatives)
     best = np.flatnonzero(np.isclose(f1s, f1s.max(), rtol=0, atol=1e-12))
     for index in best:
         if lows[index] <= current < highs[index]:

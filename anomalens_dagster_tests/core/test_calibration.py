@@ -114,3 +114,17 @@ def test_verdicts_become_evaluation_labels_of_the_judged_rows_only():
     (pooled, _kind) = evaluate_detections(judged_scores, labels).to_dict("records")
     assert (pooled["true_positives"], pooled["false_positives"], pooled["false_negatives"]) == (1, 1, 1)
     assert pooled["precision"] == 0.5 and pooled["recall"] == 0.5
+
+
+def test_the_chosen_threshold_reaches_the_best_f1_any_threshold_reaches():
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=300), 2)  # rounded: ties between rows
+    confirmed = scores + rng.normal(scale=0.8, size=300) > 1.0
+
+    def f1_at(threshold: float) -> float:
+        flagged = scores > threshold
+        tp = int((flagged & confirmed).sum())
+        return 2 * tp / (tp + int(flagged.sum()) + int(confirmed.sum()))
+
+    best = max(f1_at(threshold) for threshold in np.concatenate([[-np.inf], np.unique(scores)]))
+    assert f1_at(best_f1_threshold(scores, confirmed, current=2.5)) == pytest.approx(best)
