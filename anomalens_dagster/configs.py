@@ -159,6 +159,38 @@ class DetectionConfig(dg.Config):
         description="Autoencoder: maximum training epochs (early stopping on a validation split may end sooner).",
     )
 
+    thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description=(
+            "Thresholds that replace the fitted ones, per entity type and detector, and for the ensemble (`ensemble`, "
+            f"default {c.ENSEMBLE_THRESHOLD:g}): e.g. {{order: {{zscore: 6.5, ensemble: 0.9}}}}. Written by `anomalens "
+            "thresholds --apply` from the analysts' verdicts; a retrained model keeps its entity's value."
+        ),
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_name_entities_and_detectors(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        known = (*c.DETECTOR_NAMES, c.DETECTOR_ENSEMBLE)
+        for entity_type, by_detector in value.items():
+            if entity_type not in c.ENTITY_TYPES:
+                raise ValueError(f"unknown entity type {entity_type!r} (expected {', '.join(c.ENTITY_TYPES)})")
+            for detector, threshold in by_detector.items():
+                if detector not in known:
+                    raise ValueError(f"{entity_type}: unknown detector {detector!r} (expected {', '.join(known)})")
+                if not threshold > 0:
+                    raise ValueError(f"{entity_type}.{detector}: threshold {threshold} is not positive")
+        return value
+
+    def threshold_override(self, detector: str, entity_type: str) -> float | None:
+        """The threshold the settings set for this detector and entity type, or None to keep the fitted one."""
+        value = self.thresholds.get(entity_type, {}).get(detector)
+        return None if value is None else float(value)
+
+    def ensemble_threshold(self, entity_type: str) -> float:
+        """Above which ensemble score a row of this entity type is flagged."""
+        return self.threshold_override(c.DETECTOR_ENSEMBLE, entity_type) or c.ENSEMBLE_THRESHOLD
+
     @field_validator("iforest_contamination")
     @classmethod
     def _contamination_is_auto_or_a_fraction(cls, value: str) -> str:
@@ -480,3 +512,14 @@ class RecordFeedbackConfig(dg.Config):
         "incidents are recorded but raise no alert.",
     )
     days: float | None = Field(default=None, gt=0, description="How many days the allow rule lasts.")
+
+
+class CalibrationConfig(dg.Config):
+    """How thresholds are calibrated on analysts' verdicts."""
+
+    min_verdicts: int = Field(
+        default=c.MIN_CALIBRATION_VERDICTS,
+        ge=2,
+        description="Judged rows of an entity type (an incident's verdict judges each of its rows) needed before a "
+        "threshold is proposed for it.",
+    )

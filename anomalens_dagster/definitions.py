@@ -13,6 +13,7 @@ from anomalens_dagster.assets.detections import (
     order_scores,
 )
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster.assets.feedback import threshold_calibration
 from anomalens_dagster.assets.incidents import incident_checks, incidents
 from anomalens_dagster.assets.landing import ingested_files, landing_checks
 from anomalens_dagster.assets.models import model_assets, model_checks
@@ -64,6 +65,7 @@ defs = dg.Definitions(
         anomaly_summary,
         anomaly_report,
         alert_outbox,
+        threshold_calibration,
     ],
     asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks, *incident_checks],
     jobs=jobs,

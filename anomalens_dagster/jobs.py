@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from anomalens_dagster.assets.detections import clear_anomalies
-from anomalens_dagster.assets.feedback import record_feedback
+from anomalens_dagster.assets.feedback import apply_thresholds, record_feedback
 from anomalens_dagster.constants import (
     ALERT_OUTBOX,
     DETECTIONS_GROUP,
@@ -102,4 +102,15 @@ def record_feedback_job() -> None:
     record_feedback()
 
 
-jobs += [record_feedback_job]
+@dg.job(
+    tags=DUCKDB_WRITER_TAGS,
+    description=(
+        "Apply the thresholds calibrated on analysts' verdicts (see threshold_calibration): new model versions, and "
+        "detection.thresholds in the settings file so the next retraining keeps them."
+    ),
+)
+def apply_thresholds_job() -> None:
+    apply_thresholds()
+
+
+jobs += [record_feedback_job, apply_thresholds_job]

@@ -32,6 +32,23 @@ def read_settings_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]
     return validate_settings(parsed, source=str(path))
 
 
+def write_setting(path: str | os.PathLike[str], section: str, key: str, value: Any) -> None:
+    """Set `section.key` to `value` in the settings file at `path` (created when missing), after
+    validating the whole file; raises `SettingsFileError` and leaves the file untouched otherwise.
+
+    The file is written beside and renamed over, so a run reading it meanwhile sees the old or the
+    new one, never half. Comments in the file are not kept (it is rewritten as YAML).
+    """
+    path = Path(path)
+    sections = read_settings_file(path) if path.is_file() else {}
+    sections.setdefault(section, {})[key] = value
+    validate_settings(sections, source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(yaml.safe_dump(sections, sort_keys=False))
+    partial.replace(path)
+
+
 def with_settings(config: ConfigT, values: Mapping[str, Any]) -> ConfigT:
     """`config` with every field its run config did not set taken from `values` (where given there).
 

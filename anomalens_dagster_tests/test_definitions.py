@@ -21,6 +21,8 @@ def test_every_job_resolves_and_the_issue_jobs_exist():
         "detect_job",
         "clear_anomalies_job",
         "full_pipeline_job",
+        "record_feedback_job",
+        "apply_thresholds_job",
     } <= job_names
     for name in job_names:
         assert defs.resolve_job_def(name) is not None
@@ -52,7 +54,7 @@ def test_every_derived_asset_refreshes_by_an_automation_condition():
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
     ]
-    assert len(derived) == 26  # 19 + incidents, the alert outbox and the five entity day summaries
+    assert len(derived) == 27  # 19 + incidents, threshold_calibration, the alert outbox and the five entity day summaries
     assert all(asset_graph.get(key).automation_condition is not None for key in derived)
 
 

@@ -7,8 +7,8 @@ import duckdb
 import pytest
 
 from anomalens_dagster.assets.store import store_catalog
-from anomalens_dagster.configs import ModelConfig, SettingsFileError, SimulationConfig
-from anomalens_dagster.settings import SettingsFile, with_settings
+from anomalens_dagster.configs import DetectionConfig, ModelConfig, SettingsFileError, SimulationConfig
+from anomalens_dagster.settings import SettingsFile, with_settings, write_setting
 
 
 def test_a_field_the_run_config_did_not_set_takes_the_files_value():
@@ -62,3 +62,20 @@ def test_a_run_without_run_config_uses_the_settings_file_and_run_config_override
     )
 
     assert (from_file, categories(db_path)) == (3, 5)
+
+
+def test_calibrated_thresholds_in_the_settings_name_known_entities_and_detectors_and_are_written_whole(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("training:\n  training_days: 14\n")
+
+    write_setting(path, "detection", "thresholds", {"order": {"zscore": 6.5, "ensemble": 0.9}})
+    detection = SettingsFile(path=str(path)).resolve(DetectionConfig(), "detection")
+
+    assert detection.threshold_override("zscore", "order") == 6.5
+    assert detection.threshold_override("dbscan", "order") is None
+    assert (detection.ensemble_threshold("order"), detection.ensemble_threshold("activity")) == (0.9, 1.0)
+    assert SettingsFile(path=str(path)).sections()["training"] == {"training_days": 14}
+    for bad, named in (({"orders": {"zscore": 1.0}}, "orders"), ({"order": {"lof": 1.0}}, "lof")):
+        with pytest.raises(SettingsFileError, match=named):
+            write_setting(path, "detection", "thresholds", bad)
+    assert "lof" not in path.read_text()  # a refused value leaves the file as it was

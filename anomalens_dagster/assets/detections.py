@@ -13,7 +13,7 @@ from anomalens_dagster.assets.daily import describe_window, replace_days_in_grou
 from anomalens_dagster.assets.metadata import readable_metadata, table_metadata
 from anomalens_dagster.assets.models import model_asset_name
 from anomalens_dagster.automation import detection_summary_refresh, records_refresh, scores_refresh
-from anomalens_dagster.configs import INCIDENTS_SECTION, ClearAnomaliesConfig, IncidentsConfig
+from anomalens_dagster.configs import INCIDENTS_SECTION, ClearAnomaliesConfig, DetectionConfig, IncidentsConfig
 from anomalens_dagster.constants import (
     ACTIVITY_FEATURES,
     ACTIVITY_SCORES,
@@ -130,7 +130,11 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,
         automation_condition=scores_refresh,
     )
-    def scores(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+    def scores(
+        context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB, settings: SettingsFile
+    ) -> dg.MaterializeResult:
+        # A calibrated ensemble threshold (`anomalens thresholds --apply`) lives in the settings file.
+        ensemble_threshold = settings.resolve(DetectionConfig(), "detection").ensemble_threshold(entity_type)
         with duckdb.read_connection() as conn:
             models = load_scoring_models(conn, entity)
         context.log.info("scoring with " + ", ".join(f"{name} v{m.version}" for name, m in models.items()))
@@ -138,7 +142,7 @@ def build_scores_asset(entity_type: str) -> dg.AssetsDefinition:
 
         def score_days(sample: TrainingFrame, start: datetime, end: datetime) -> list[pd.DataFrame]:
             features = _complete_features(sample, entity)
-            scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column)
+            scores = score_rows(models, features, f"{entity.entity_type}_id", entity.time_column, ensemble_threshold)
             _tally(totals, scores)
             context.log.info(f"scored {len(features)} {entity.entity_type} rows of {describe_window(start, end)}")
             return [scores]
@@ -247,7 +251,7 @@ def _read_scored_entities(
     return scored
 
 
-def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataFrame:
+def _anomaly_records(scored: _ScoredEntities, detected_at: datetime, ensemble_threshold: float) -> pd.DataFrame:
     """The anomaly records of one entity type on one day."""
     return build_anomalies(
         scored.entity_type,
@@ -255,7 +259,10 @@ def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataF
         explain_flagged(scored.models, scored.facts, scored.scores, scored.entity_type),
         scored.facts,
         detected_at,
-        thresholds={name: model.detector.threshold_ for name, model in scored.models.items()},
+        thresholds={
+            DETECTOR_ENSEMBLE: ensemble_threshold,
+            **{name: model.detector.threshold_ for name, model in scored.models.items()},
+        },
     )
 
 
@@ -274,7 +281,10 @@ def _anomaly_records(scored: _ScoredEntities, detected_at: datetime) -> pd.DataF
     pool=DUCKDB_POOL,
     automation_condition=records_refresh,
 )
-def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
+def anomalies(
+    context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB, settings: SettingsFile
+) -> dg.MaterializeResult:
+    detection = settings.resolve(DetectionConfig(), "detection")  # the ensemble's severity is relative to its threshold
     detected_at = datetime.now(UTC).replace(tzinfo=None)
     loaded: LoadedModels = {}
     by_detector = {name: 0 for name in (*DETECTOR_NAMES, DETECTOR_ENSEMBLE)}
@@ -283,7 +293,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.
     def records_of_days(scored_entities: list[_ScoredEntities], _start: datetime, _end: datetime) -> list[pd.DataFrame]:
         frames = []
         for scored in scored_entities:
-            records = _anomaly_records(scored, detected_at)
+            records = _anomaly_records(scored, detected_at, detection.ensemble_threshold(scored.entity_type))
             for (detector, level), count in records.groupby(["detector_name", "severity"]).size().items():
                 by_detector[detector] += count
                 by_severity[level] += count

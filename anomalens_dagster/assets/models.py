@@ -11,7 +11,14 @@ from anomalens_dagster.automation import model_retraining
 from anomalens_dagster.configs import ModelConfig
 from anomalens_dagster.constants import DETECTOR_NAMES, DUCKDB_POOL, ENTITY_TYPES, MODELS_GROUP
 from anomalens_dagster.core.detectors import make_detector
-from anomalens_dagster.core.registry import ModelRecord, ensure_model_registry, load_model, register_model
+from anomalens_dagster.core.registry import (
+    THRESHOLD_SOURCE_SETTINGS,
+    ModelRecord,
+    ensure_model_registry,
+    load_model,
+    register_model,
+    with_threshold,
+)
 from anomalens_dagster.core.training import ENTITY_FEATURES, load_feature_sample, load_training_frame
 from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster.settings import SettingsFile
@@ -126,6 +133,11 @@ def build_model_asset(detector: str, entity_type: str) -> dg.AssetsDefinition:
                 f"epoch {epoch + 1}: {json.dumps({k: readable_number(v) for k, v in logs.items()})}"
             )
         fitted = make_detector(detector, entity.numeric, entity.categorical, **params).fit(training.frame)
+        override = effective.detection.threshold_override(detector, entity_type)
+        if (
+            override is not None
+        ):  # calibrated on analysts' verdicts (`anomalens thresholds --apply`): kept on retraining
+            fitted = with_threshold(fitted, override, THRESHOLD_SOURCE_SETTINGS)
         # Recorded with the model (registry metrics, asset metadata): what its window held back and why.
         fitted.training_metrics_.update(holdout_days=effective.training.holdout_days, **training.exclusion_metrics())
         with duckdb.get_connection() as conn:

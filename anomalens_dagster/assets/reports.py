@@ -37,6 +37,7 @@ from anomalens_dagster.constants import (
     STORE_SCHEMA,
     STORE_SUMMARY,
 )
+from anomalens_dagster.core.calibration import evaluation_labels
 from anomalens_dagster.core.evaluation import (
     HEADLINE_METRICS_ALL_KINDS,
     NOT_EVALUATED,
@@ -47,6 +48,7 @@ from anomalens_dagster.core.evaluation import (
     is_evaluated,
 )
 from anomalens_dagster.core.registry import MODEL_REGISTRY_TABLE
+from anomalens_dagster.core.feedback import entity_verdicts
 from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
 from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
 from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies
@@ -107,9 +109,9 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
     name=DETECTOR_EVALUATION,
     group_name=REPORTS_GROUP,
     description=(
-        "Detection quality against the simulator's labels, per entity, detector and anomaly kind, for every scored "
-        "row and apart in-sample / out-of-time (split): precision, recall, F1, PR-AUC, episode recall and the share "
-        "of normal rows flagged."
+        "Detection quality against the simulator's labels (or, on a store without them, the analysts' verdicts), per "
+        "entity, detector and anomaly kind, for every scored row and apart in-sample / out-of-time (split): precision, "
+        "recall, F1, PR-AUC, episode recall and the share of normal rows flagged."
     ),
     deps=[activity_scores.key, order_scores.key, SIMULATION_LABELS],
     kinds={"duckdb", "sklearn"},
@@ -119,8 +121,14 @@ def write_report_table(duckdb: AnomaLensDuckDB, table: str, frame: pd.DataFrame)
 def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuckDB) -> dg.MaterializeResult:
     with duckdb.read_connection() as conn:
         scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
-    evaluation = evaluate_splits(scores, labels)
+        verdicts = entity_verdicts(conn)
+    # A real store has no simulation labels: its analysts' verdicts are the ground truth there.
+    chosen = evaluation_labels(scores, labels, verdicts)
+    evaluation = evaluate_splits(chosen.scores, chosen.labels).assign(labels=chosen.source)
     metadata = write_report_table(duckdb, DETECTOR_EVALUATION, evaluation)
+    metadata["labels_used"] = dg.MetadataValue.text(chosen.source)
+    metadata["label_count"] = chosen.count
+    context.log.info(f"evaluated against {chosen.count} {chosen.source}")
     shown_split = headline_split(evaluation["split"].unique())
     headline = evaluation[(evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS) & (evaluation["split"] == shown_split)]
     if not is_evaluated(evaluation):
@@ -131,7 +139,7 @@ def detector_evaluation(context: dg.AssetExecutionContext, duckdb: AnomaLensDuck
         return dg.MaterializeResult(metadata=metadata)
     # The table itself is the preview (and `anomalens run` prints it once, at the end).
     context.log.info(
-        f"compared the flags of {len(headline)} entity and detector pairs with the simulator's labels "
+        f"compared the flags of {len(headline)} entity and detector pairs with the {chosen.source} "
         f"(splits: {', '.join(evaluation['split'].unique())}; the preview shows {shown_split})"
     )
     pooled = evaluation[evaluation["anomaly_kind"] == EVALUATION_ALL_KINDS]

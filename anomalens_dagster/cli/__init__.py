@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from anomalens_dagster.cli.common import RANGE_END_TAG, RANGE_START_TAG, run_config_for
-from anomalens_dagster.cli.feedback import feedback
+from anomalens_dagster.cli.feedback import feedback, thresholds
 from anomalens_dagster.cli.incidents import incidents
 from anomalens_dagster.cli.maintenance import forget, rebuild, stale_days
 from anomalens_dagster.cli.pipeline import dev, export_sample, ingest, run
@@ -28,3 +28,4 @@ def main() -> None:
 for command in (run, ingest, anomalies, incidents, settings, rebuild, forget, export_sample, dev):
     main.add_command(command)
 main.add_command(feedback)
+main.add_command(thresholds)

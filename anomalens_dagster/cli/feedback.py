@@ -1,4 +1,5 @@
-"""`anomalens feedback`: an analyst's verdict on an incident or an entity, appended to ops.analyst_feedback."""
+"""The analyst's loop: `anomalens feedback` (a verdict on an incident or an entity, appended to
+ops.analyst_feedback) and `anomalens thresholds` (thresholds calibrated on those verdicts, applied)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,31 @@ import getpass
 
 import click
 
-from anomalens_dagster.cli.common import DB_HELP, checked_db_path
-from anomalens_dagster.constants import ALLOW_KINDS
+from anomalens_dagster.cli.common import DB_HELP, checked_db_path, import_dagster_quietly
+from anomalens_dagster.cli.settings import settings_file_path
+from anomalens_dagster.constants import ALLOW_KINDS, MIN_CALIBRATION_VERDICTS
+from anomalens_dagster.core.calibration import STATUS_PROPOSED, calibrate_store
 from anomalens_dagster.core.feedback import FeedbackError, Verdict, checked_verdict, parse_entity, record_verdicts
 from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.settings import SettingsFile
 
 FEEDBACK_SOURCE_CLI = "cli"
+CALIBRATION_TABLE_COLUMNS = [
+    "entity_type",
+    "detector",
+    "n_verdicts",
+    "n_confirmed",
+    "n_missed",
+    "current_threshold",
+    "proposed_threshold",
+    "precision_before",
+    "recall_before",
+    "f1_before",
+    "precision_after",
+    "recall_after",
+    "f1_after",
+    "status",
+]
 
 
 def default_analyst() -> str | None:
@@ -90,3 +110,49 @@ def feedback(
             f"Allowed {recorded.verdict.allow_kind} {', '.join(recorded.allowed_values)} until "
             f"{recorded.allow_until:%Y-%m-%d %H:%M} UTC: their incidents are recorded, suppressed from alerts."
         )
+
+
+@click.command(name="thresholds")
+@click.option(
+    "--apply",
+    "apply_",
+    is_flag=True,
+    help="Register the proposed thresholds as new model versions and write them into the settings file.",
+)
+@click.option(
+    "--min-verdicts",
+    type=click.IntRange(min=2),
+    default=MIN_CALIBRATION_VERDICTS,
+    show_default=True,
+    help="Judged rows of an entity type needed before its thresholds are calibrated.",
+)
+@click.option("--db", default=None, help=DB_HELP)
+def thresholds(apply_: bool, min_verdicts: int, db: str | None) -> None:
+    """Show the threshold per detector (and the ensemble) that would have maximised F1 on the analysts'
+    verdicts so far; with --apply, apply them as new model versions and in the settings file
+    (detection.thresholds), so the next retraining keeps them."""
+    import_dagster_quietly()
+    from anomalens_dagster.assets.feedback import apply_store_calibration, calibration_summary, ensemble_thresholds
+
+    db_path = checked_db_path(db)
+    if not db_path.exists():
+        raise click.ClickException(f"{db_path} does not exist: nothing to calibrate yet")
+    settings = SettingsFile(path=str(settings_file_path()))
+    resource = AnomaLensDuckDB(database=str(db_path))
+    with resource.read_connection() as conn:
+        store = calibrate_store(conn, ensemble_thresholds(settings), min_verdicts)
+    click.echo(calibration_summary(store) + ".")
+    if len(store.calibration):
+        shown = store.calibration[CALIBRATION_TABLE_COLUMNS]
+        click.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.4g}"))
+    if not apply_:
+        if (store.calibration["status"] == STATUS_PROPOSED).any():
+            click.echo("Run `anomalens thresholds --apply` to apply the proposed thresholds.")
+        return
+    applied = apply_store_calibration(resource, settings, min_verdicts)
+    if not applied.applied:
+        click.echo("Nothing applied.")
+        return
+    for record in applied.records:
+        click.echo(f"Registered {record.model_name} (threshold {record.metrics['threshold']:.6g}, from calibration).")
+    click.echo(f"Wrote detection.thresholds into {settings.path}: the next retraining and scoring keep them.")

@@ -30,6 +30,7 @@ from anomalens_dagster.constants import (
     STORE_SUMMARY,
     USER_ACTIVITIES,
 )
+from anomalens_dagster.core.calibration import LABELS_VERDICTS
 from anomalens_dagster.core.evaluation import NOT_EVALUATED, SPLIT_ALL, SPLIT_OUT_OF_TIME
 
 TOP_ANOMALIES = 10
@@ -81,6 +82,16 @@ def detection_quality(db_path: Path) -> pd.DataFrame | None:
     )
 
 
+def evaluation_labels_used(db_path: Path) -> str:
+    """Which labels the stored evaluation used: the simulator's, or analysts' verdicts on a store without them."""
+    with read_connection(db_path) as conn:
+        try:
+            rows = conn.execute(f"SELECT DISTINCT labels FROM {DETECTIONS_SCHEMA}.{DETECTOR_EVALUATION}").fetchall()
+        except duckdb.Error:  # an evaluation stored before it said which labels it used
+            rows = []
+    return "analysts' verdicts" if rows == [(LABELS_VERDICTS,)] else "simulator's labels"
+
+
 def print_detection_quality(db_path: Path) -> None:
     """Print the evaluation's headline rows, or that the days were not evaluated (no labels)."""
     evaluation = detection_quality(db_path)
@@ -90,7 +101,8 @@ def print_detection_quality(db_path: Path) -> None:
         click.echo(f"\nAnomalies found: {int(evaluation['anomalies'].sum()):,}; detection quality {NOT_EVALUATED}.")
         return
     click.echo(
-        "\nAnomalies found and detection quality against the simulator's labels (all kinds; split all = every "
+        "\nAnomalies found and detection quality against the "
+        f"{evaluation_labels_used(db_path)} (all kinds; split all = every "
         "scored day, out_of_time = the days after the models' training window):"
     )
     everything = evaluation["split"] == SPLIT_ALL

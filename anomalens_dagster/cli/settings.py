@@ -14,9 +14,9 @@ import click
 import yaml
 
 from anomalens_dagster.cli.common import load_settings_option
-from anomalens_dagster.configs import SETTINGS_SECTIONS, SettingsFileError, validate_settings
+from anomalens_dagster.configs import SETTINGS_SECTIONS, SettingsFileError
 from anomalens_dagster.constants import DEFAULT_SETTINGS_PATH, SETTINGS_ENV_VAR
-from anomalens_dagster.settings import read_settings_file
+from anomalens_dagster.settings import read_settings_file, write_setting
 
 ORIGIN_DEFAULT = "default"
 ORIGIN_FILE = "file"
@@ -65,15 +65,8 @@ def set_setting(path: Path, dotted_key: str, text: str) -> Any:
     if key not in SETTINGS_SECTIONS[section].model_fields:
         known = ", ".join(sorted(SETTINGS_SECTIONS[section].model_fields))
         raise SettingsFileError(f"unknown key '{key}' in section '{section}' (known keys: {known})")
-    sections = read_settings_file(path) if path.is_file() else {}
     value = parsed_value(section, key, text)
-    sections.setdefault(section, {})[key] = value
-    validate_settings(sections, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write a sibling file, then rename: a run reading the file meanwhile sees the old or the new one, never half.
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(yaml.safe_dump(sections, sort_keys=False))
-    partial.replace(path)
+    write_setting(path, section, key, value)
     return value
 
 

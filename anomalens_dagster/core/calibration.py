@@ -27,10 +27,29 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from anomalens_dagster.constants import MIN_CALIBRATION_VERDICTS, VERDICT_CONFIRM
+from anomalens_dagster.constants import (
+    ACTIVITY_SCORES,
+    DETECTIONS_SCHEMA,
+    DETECTOR_ENSEMBLE,
+    DETECTOR_NAMES,
+    ENTITY_ACTIVITY,
+    ENTITY_ORDER,
+    MIN_CALIBRATION_VERDICTS,
+    ORDER_SCORES,
+    VERDICT_CONFIRM,
+)
+from anomalens_dagster.core.feedback import entity_verdicts
+from anomalens_dagster.core.registry import (
+    MODEL_REGISTRY_TABLE,
+    THRESHOLD_SOURCE_CALIBRATION,
+    ModelRecord,
+    register_threshold,
+)
+from anomalens_dagster.core.warehouse import table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +101,31 @@ def verdict_evaluation_inputs(scores: pd.DataFrame, verdicts: pd.DataFrame) -> t
     return judged_scores.reset_index(drop=True), labels
 
 
+LABELS_SIMULATION = "simulation labels"
+LABELS_VERDICTS = "analyst verdicts"
+
+
+@dataclass(frozen=True)
+class EvaluationLabels:
+    """What detection quality is measured against: the scores and labels to evaluate, which labels, how many."""
+
+    scores: pd.DataFrame
+    labels: pd.DataFrame
+    source: str  # LABELS_SIMULATION or LABELS_VERDICTS
+    count: int  # simulation labels of scored rows, or judged rows
+
+
+def evaluation_labels(
+    scores: pd.DataFrame, simulation_labels: pd.DataFrame, verdicts: pd.DataFrame
+) -> EvaluationLabels:
+    """The simulator's labels where the scored days have any; else the analysts' verdicts, over the
+    judged rows only, where there are some; else the simulator's (empty) labels: nothing to evaluate."""
+    if simulation_labels.empty and not verdicts.empty:
+        judged_scores, labels = verdict_evaluation_inputs(scores, verdicts)
+        return EvaluationLabels(judged_scores, labels, LABELS_VERDICTS, len(verdicts))
+    return EvaluationLabels(scores, simulation_labels, LABELS_SIMULATION, len(simulation_labels))
+
+
 @dataclass(frozen=True)
 class _Figures:
     precision: float
@@ -116,8 +160,15 @@ def best_f1_threshold(scores: np.ndarray, confirmed: np.ndarray, current: float)
     # Interval i flags the rows with a score above distinct[i - 1]: i = 0 flags all, i = len flags none.
     lows = np.concatenate([[-np.inf], distinct])
     highs = np.concatenate([distinct, [np.inf]])
-    f1s = np.array([_figures(scores, confirmed, low if np.isfinite(low) else -np.inf).f1 for low in lows])
-    f1s = np.nan_to_num(f1s, nan=0.0)
+    # Flags above each candidate, counted from the scores sorted once: linear after the sort.
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    confirmed_at_or_below = np.concatenate([[0], np.cumsum(confirmed[order])])
+    at_or_below = np.searchsorted(sorted_scores, lows, side="right")
+    true_positives = confirmed.sum() - confirmed_at_or_below[at_or_below]
+    false_positives = (len(scores) - at_or_below) - true_positives
+    false_negatives = confirmed.sum() - true_positives
+    f1s = 2 * true_positives / (2 * true_positives + false_positives + false_negatives)
     best = np.flatnonzero(np.isclose(f1s, f1s.max(), rtol=0, atol=1e-12))
     for index in best:
         if lows[index] <= current < highs[index]:
@@ -197,3 +248,137 @@ def proposed_thresholds(calibration: pd.DataFrame) -> dict[tuple[str, str], floa
         (str(row.entity_type), str(row.detector)): float(row.proposed_threshold)
         for row in proposed.itertuples(index=False)
     }
+
+
+_SCORES_TABLES = {ENTITY_ACTIVITY: (ACTIVITY_SCORES, "activity_id"), ENTITY_ORDER: (ORDER_SCORES, "order_id")}
+
+
+@dataclass(frozen=True)
+class StoreCalibration:
+    """A calibration of the store's thresholds on its verdicts: the table, and what it was computed from."""
+
+    calibration: pd.DataFrame  # CALIBRATION_COLUMNS
+    n_verdicts: int  # judged entities (an incident's verdict judges each of its rows)
+    latest_versions: dict[tuple[str, str], int]  # (entity type, detector) -> the version a proposal applies to
+
+
+def calibrate_store(
+    conn: duckdb.DuckDBPyConnection,
+    ensemble_thresholds: Mapping[str, float],
+    min_verdicts: int = MIN_CALIBRATION_VERDICTS,
+) -> StoreCalibration:
+    """`calibrate_thresholds` on the store's verdicts (`ops.entity_verdicts`) and the scores of the
+    judged rows (`detections.<entity>_scores`), against the latest registered model of each detector
+    and the ensemble thresholds in force (per entity type). Entity types without a scores table or
+    a registered model are left out."""
+    verdicts = entity_verdicts(conn)
+    registry = _registered_thresholds(conn)
+    latest = registry.sort_values("version").groupby(["entity_type", "detector"]).tail(1)
+    current = {(row.entity_type, row.detector): float(row.threshold) for row in latest.itertuples(index=False)}
+    latest_fitted = {
+        (row.entity_type, row.detector): float(row.fitted_threshold) for row in latest.itertuples(index=False)
+    }
+    judged_parts = []
+    for entity_type, (table, id_column) in _SCORES_TABLES.items():
+        if not table_exists(conn, table, DETECTIONS_SCHEMA) or not any(key[0] == entity_type for key in current):
+            continue
+        current[(entity_type, DETECTOR_ENSEMBLE)] = float(ensemble_thresholds[entity_type])
+        mine = verdicts[verdicts["entity_type"] == entity_type]
+        keys = pd.DataFrame(
+            {"entity_id": mine["entity_id"].astype("int64"), "confirmed": mine["verdict"] == VERDICT_CONFIRM}
+        )
+        conn.register("judged_entities", keys)
+        try:
+            scores = conn.execute(
+                f"""SELECT s.{id_column} AS entity_id, s.detector, s.score, s.model_version, j.confirmed
+                    FROM {DETECTIONS_SCHEMA}.{table} AS s JOIN judged_entities AS j ON j.entity_id = s.{id_column}"""
+            ).df()
+        finally:
+            conn.unregister("judged_entities")
+        judged_parts.append(_in_current_units(scores.assign(entity_type=entity_type), registry, latest_fitted))
+    judged = (
+        pd.concat(judged_parts, ignore_index=True)
+        if judged_parts
+        else pd.DataFrame(columns=["entity_type", "entity_id", "detector", "score", "confirmed"])
+    )
+    versions = {(row.entity_type, row.detector): int(row.version) for row in latest.itertuples(index=False)}
+    return StoreCalibration(calibrate_thresholds(judged, current, min_verdicts), len(verdicts), versions)
+
+
+def _registered_thresholds(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every registered version's threshold in force and fitted threshold (the same before calibration)."""
+    columns = ["entity_type", "detector", "version", "threshold", "fitted_threshold"]
+    if not table_exists(conn, MODEL_REGISTRY_TABLE.split(".")[1], MODEL_REGISTRY_TABLE.split(".")[0]):
+        return pd.DataFrame(columns=columns)
+    return conn.execute(
+        f"""SELECT entity_type, detector, version,
+                   CAST(json_extract(metrics, '$.threshold') AS DOUBLE) AS threshold,
+                   coalesce(CAST(json_extract(metrics, '$.fitted_threshold') AS DOUBLE),
+                            CAST(json_extract(metrics, '$.threshold') AS DOUBLE)) AS fitted_threshold
+            FROM {MODEL_REGISTRY_TABLE} WHERE detector IN $detectors""",
+        {"detectors": list(DETECTOR_NAMES)},
+    ).df()[columns]
+
+
+def _in_current_units(
+    scores: pd.DataFrame, registry: pd.DataFrame, latest_fitted: Mapping[tuple[str, str], float]
+) -> pd.DataFrame:
+    """Scores of older model versions rescaled to the latest version's scale: divided by the fitted
+    threshold of the version that scored them, times the latest one's (a version that only changed
+    the threshold keeps its scale). The ensemble's score is already on one scale."""
+    fitted = registry.set_index(["entity_type", "detector", "version"])["fitted_threshold"]
+    factors = []
+    for row in scores[["entity_type", "detector", "model_version"]].itertuples(index=False):
+        if row.detector == DETECTOR_ENSEMBLE:
+            factors.append(1.0)
+            continue
+        scored_by = fitted.get((row.entity_type, row.detector, int(row.model_version)))
+        target = latest_fitted.get((row.entity_type, row.detector))
+        factors.append(target / scored_by if scored_by and target else math.nan)
+    rescaled = scores.assign(score=scores["score"].to_numpy(np.float64) * np.asarray(factors, dtype=np.float64))
+    return rescaled.dropna(subset=["score"])[["entity_type", "entity_id", "detector", "score", "confirmed"]]
+
+
+@dataclass(frozen=True)
+class AppliedThresholds:
+    """What applying a calibration did: the model versions registered and the settings' new thresholds."""
+
+    records: list[ModelRecord]
+    thresholds: dict[str, dict[str, float]]  # the settings' `detection.thresholds`, proposals merged in
+    applied: dict[tuple[str, str], float]
+
+
+def apply_calibration(
+    conn: duckdb.DuckDBPyConnection, store: StoreCalibration, settings_thresholds: Mapping[str, Mapping[str, float]]
+) -> AppliedThresholds:
+    """Register each proposed detector threshold as a new version of the latest model (its metrics say
+    `threshold_source: calibration`, `calibration_verdicts` and the version it changed), and merge
+    every proposal, the ensemble's included, into `settings_thresholds` (returned; the caller writes
+    it to the settings file, so the next retraining keeps them). Nothing proposed changes nothing."""
+    proposed = store.calibration[store.calibration["status"] == STATUS_PROPOSED]
+    # Rounded once, so that the registry and the settings file hold the same value.
+    applied = {
+        (str(row.entity_type), str(row.detector)): float(f"{row.proposed_threshold:.6g}")
+        for row in proposed.itertuples(index=False)
+    }
+    verdicts = {(str(row.entity_type), str(row.detector)): int(row.n_verdicts) for row in proposed.itertuples()}
+    records = []
+    for (entity_type, detector), threshold in sorted(applied.items()):
+        if detector == DETECTOR_ENSEMBLE:
+            continue
+        if store.latest_versions.get((entity_type, detector)) is None:
+            raise ValueError(f"{entity_type} {detector}: no registered model to apply threshold {threshold} to")
+        records.append(
+            register_threshold(
+                conn,
+                detector,
+                entity_type,
+                threshold,
+                THRESHOLD_SOURCE_CALIBRATION,
+                calibration_verdicts=verdicts[(entity_type, detector)],
+            )
+        )
+    merged = {entity: dict(values) for entity, values in settings_thresholds.items()}
+    for (entity_type, detector), threshold in applied.items():
+        merged.setdefault(entity_type, {})[detector] = threshold
+    return AppliedThresholds(records, merged, applied)

@@ -6,8 +6,10 @@ and user agents of their activities, their email where a login attempt named it
 (``details.attempted_email`` of anonymous failed logins), and those values where the anomaly
 records and incidents repeat them (columns, descriptions, JSON details, session actions, an
 incident's IP list and summary; emails are masked there, and a masked form another customer
-shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting).
-Nothing outside the DuckDB file is touched (this store has no outbox).
+shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting),
+and their IPs and email in analysts' allow rules and notes (``ops.analyst_feedback``: the verdicts
+stay, an allow rule on their IP then allows nothing). Nothing outside the DuckDB file is touched
+(this store has no outbox).
 
 The rows themselves stay: orders, activities and anomaly records keep their ids, times, amounts and
 actions, so features, models and the evaluation of past days are unchanged. The customer row keeps
@@ -25,6 +27,8 @@ import logging
 import duckdb
 
 from anomalens_dagster.constants import (
+    ALLOW_IP,
+    ANALYST_FEEDBACK,
     ANOMALIES,
     CONSOLIDATED_ANOMALIES,
     CUSTOMERS,
@@ -79,6 +83,8 @@ def forget_customer(conn: duckdb.DuckDBPyConnection, customer_id: int, at: dt.da
         for table in (ANOMALIES, CONSOLIDATED_ANOMALIES, INCIDENTS):
             if table_exists(conn, table, DETECTIONS_SCHEMA):
                 changed[f"{DETECTIONS_SCHEMA}.{table}"] = _forget_in_records(conn, table, customer_id, secrets)
+        if table_exists(conn, ANALYST_FEEDBACK, OPS_SCHEMA):
+            changed[f"{OPS_SCHEMA}.{ANALYST_FEEDBACK}"] = _forget_in_feedback(conn, secrets)
         _record(conn, customer_id, at, changed)
     logger.info("forgot customer %d: %s", customer_id, changed)
     return changed
@@ -145,6 +151,29 @@ def _forget_in_records(
     }
     ((changed,),) = conn.execute(
         f"UPDATE {DETECTIONS_SCHEMA}.{table} SET {', '.join(assignments)} WHERE {' OR '.join(matches)}", params
+    ).fetchall()
+    return int(changed)
+
+
+def _forget_in_feedback(conn: duckdb.DuckDBPyConnection, secrets: dict[str, list[str]]) -> int:
+    """Replace the customer's IPs in allow rules (the rule then allows nothing) and their IPs and email
+    in analysts' notes. The verdicts stay: append-only yields to a deletion request here only."""
+    note = "note"
+    for position in range(len(secrets["texts"])):
+        note = f"replace({note}, $text_{position}, $forgotten)"
+    in_note = " OR ".join(f"contains(note, $text_{p})" for p in range(len(secrets["texts"])))
+    ((changed,),) = conn.execute(
+        f"""UPDATE {OPS_SCHEMA}.{ANALYST_FEEDBACK}
+            SET allow_value = CASE WHEN allow_kind = $ip AND allow_value IN (SELECT unnest($ips))
+                                   THEN $forgotten ELSE allow_value END,
+                note = {note}
+            WHERE (allow_kind = $ip AND allow_value IN (SELECT unnest($ips))) OR {in_note}""",
+        {
+            "ip": ALLOW_IP,
+            "ips": secrets["ips"],
+            "forgotten": FORGOTTEN_TEXT,
+            **{f"text_{position}": text for position, text in enumerate(secrets["texts"])},
+        },
     ).fetchall()
     return int(changed)
 

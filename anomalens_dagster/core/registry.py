@@ -8,6 +8,7 @@ Pickle executes code from the artifact: only load artifacts this registry wrote.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -42,6 +43,11 @@ _RECORD_COLUMNS = (
     "detector, entity_type, version, trained_at, training_start, training_end, n_rows, params, metrics, "
     "feature_schema, sha256"
 )
+
+
+# Where a model version's threshold came from, when not from fitting (`threshold_source` in its metrics).
+THRESHOLD_SOURCE_CALIBRATION = "calibration"  # proposed by calibration on verdicts and applied
+THRESHOLD_SOURCE_SETTINGS = "settings"  # the settings' detection.thresholds, at training
 
 
 class ModelNotFoundError(LookupError):
@@ -193,6 +199,35 @@ def register_model(
         len(artifact),
     )
     return _record(dict(values, version=version))
+
+
+def with_threshold(detector: Detector, threshold: float, source: str, **facts: Any) -> Detector:
+    """A copy of a fitted detector that flags above `threshold` instead of its own, its training
+    metrics saying so: `threshold` (in force), `fitted_threshold` (what fitting learned, kept across
+    copies), `threshold_source` and any `facts` (the verdicts a calibration used). The input is unchanged."""
+    if not threshold > 0:
+        raise ValueError(f"{detector.name}: threshold {threshold} is not positive, so it cannot scale scores")
+    metrics = detector.training_metrics_
+    changed = copy.copy(detector)
+    changed.threshold_ = float(threshold)
+    changed.training_metrics_ = {
+        **metrics,
+        "threshold": float(threshold),
+        "fitted_threshold": float(metrics.get("fitted_threshold", metrics["threshold"])),
+        "threshold_source": source,
+        **facts,
+    }
+    return changed
+
+
+def register_threshold(
+    conn: duckdb.DuckDBPyConnection, detector_name: str, entity_type: str, threshold: float, source: str, **facts: Any
+) -> ModelRecord:
+    """Register the latest model of (detector, entity type) again as a new version that flags above
+    `threshold` (see `with_threshold`), with the same artifact otherwise and the same training window."""
+    detector, record = load_model(conn, detector_name, entity_type)
+    changed = with_threshold(detector, threshold, source, previous_version=record.version, **facts)
+    return register_model(conn, changed, entity_type, record.training_start, record.training_end)
 
 
 def load_model(

@@ -46,14 +46,19 @@ class ScoringModel:
 
 
 def score_rows(
-    models: Mapping[str, ScoringModel], features: pd.DataFrame, id_column: str, time_column: str
+    models: Mapping[str, ScoringModel],
+    features: pd.DataFrame,
+    id_column: str,
+    time_column: str,
+    ensemble_threshold: float = ENSEMBLE_THRESHOLD,
 ) -> pd.DataFrame:
     """One row per (feature row, detector) and per feature row for the ensemble.
 
     `features` needs `id`, `time_column` and every column the detectors were fitted on. Returns
     `id_column` (the feature row's id, int64), `time_column` (copied, so a day's scores can be
     replaced by time), detector (str), score (float64), is_anomaly (bool) and model_version
-    (int64; the ensemble's is 0, it has no model of its own).
+    (int64; the ensemble's is 0, it has no model of its own). The ensemble flags a row whose score
+    exceeds `ensemble_threshold` (settings `detection.thresholds.<entity>.ensemble`).
     """
     if not models:
         raise ValueError("no trained detector to score with: materialise the model assets first")
@@ -70,7 +75,7 @@ def score_rows(
         log_p.append(model.detector.log_tail_probability(scores))
         logger.info("%s v%d flagged %d of %d rows", name, model.version, int((scores > threshold).sum()), len(ids))
     ensemble = ensemble_score(np.vstack(log_p))
-    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > ENSEMBLE_THRESHOLD, 0))
+    parts.append(_score_part(ids, DETECTOR_ENSEMBLE, ensemble, ensemble > ensemble_threshold, 0))
     scores = pd.concat(parts, ignore_index=True).rename(columns={"id": id_column})
     scores.insert(1, time_column, np.tile(features[time_column].to_numpy(), len(parts)))
     return scores

@@ -9,6 +9,7 @@ import pytest
 from anomalens_dagster.assets.detections import activity_scores, anomalies, consolidated_anomalies, order_scores
 from anomalens_dagster.assets.reports import detector_evaluation
 from anomalens_dagster_tests.assets.conftest import DAYS, RANGE_TAGS
+from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
 DETECTORS = {"zscore", "isolation_forest", "dbscan", "autoencoder", "ensemble"}
 
@@ -21,11 +22,11 @@ def scores_of(db_path, table: str) -> list[tuple]:
 @pytest.mark.slow
 def test_every_row_is_scored_by_every_detector_and_rescoring_a_day_replaces_it(trained_store, db_path):
     assets = [activity_scores, order_scores]
-    result = dg.materialize(assets, resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    result = dg.materialize(assets, resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS}, tags=RANGE_TAGS)
     assert result.success
     before = {table: scores_of(db_path, table) for table in ("activity_scores", "order_scores")}
 
-    dg.materialize(assets, resources={"duckdb": trained_store}, partition_key=DAYS[1])
+    dg.materialize(assets, resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS}, partition_key=DAYS[1])
 
     with duckdb.connect(str(db_path), read_only=True) as conn:
         activities = conn.execute("SELECT count(*) FROM store.user_activities").fetchone()[0]
@@ -43,9 +44,13 @@ def test_every_row_is_scored_by_every_detector_and_rescoring_a_day_replaces_it(t
 
 @pytest.mark.slow
 def test_the_evaluation_reports_every_detector_and_plots_headline_numbers(trained_store, db_path):
-    dg.materialize([activity_scores, order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    dg.materialize(
+        [activity_scores, order_scores],
+        resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS},
+        tags=RANGE_TAGS,
+    )
 
-    result = dg.materialize([detector_evaluation], resources={"duckdb": trained_store})
+    result = dg.materialize([detector_evaluation], resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS})
 
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert 0.0 <= metadata["activity/ensemble/recall"].value <= 1.0
@@ -63,12 +68,18 @@ def test_the_evaluation_reports_every_detector_and_plots_headline_numbers(traine
 
 @pytest.mark.slow
 def test_anomaly_records_are_replaced_on_rerun_and_consolidate_with_session_context(trained_store, db_path):
-    dg.materialize([activity_scores, order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
-    dg.materialize([anomalies], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    dg.materialize(
+        [activity_scores, order_scores],
+        resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS},
+        tags=RANGE_TAGS,
+    )
+    dg.materialize([anomalies], resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS}, tags=RANGE_TAGS)
     ids_before = {row[0] for row in scores_of(db_path, "anomalies")}
 
-    dg.materialize([anomalies], resources={"duckdb": trained_store}, partition_key=DAYS[0])
-    result = dg.materialize([consolidated_anomalies], resources={"duckdb": trained_store})
+    dg.materialize(
+        [anomalies], resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS}, partition_key=DAYS[0]
+    )
+    result = dg.materialize([consolidated_anomalies], resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS})
 
     records = scores_of(db_path, "anomalies")
     assert records and {row[0] for row in records} == ids_before
@@ -99,7 +110,12 @@ def test_a_day_whose_features_miss_a_detector_column_is_not_scored_and_the_error
             {"day": DAYS[1]},
         )
 
-    result = dg.materialize([order_scores], resources={"duckdb": trained_store}, tags=RANGE_TAGS, raise_on_error=False)
+    result = dg.materialize(
+        [order_scores],
+        resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS},
+        tags=RANGE_TAGS,
+        raise_on_error=False,
+    )
 
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
@@ -116,7 +132,7 @@ def test_scoring_a_day_without_features_succeeds_and_says_so_in_the_metadata_and
 
     result = dg.materialize(
         [activity_scores, order_scores, anomalies],
-        resources={"duckdb": trained_store},
+        resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS},
         partition_key=empty_day,
         instance=instance,
     )

@@ -111,3 +111,20 @@ def test_the_same_feedback_file_delivered_again_appends_nothing(judgeable_store,
     assert rows == 3
     assert second == [(0, 3, 3, STATUS_PARTIAL)]
     assert STATUS_DUPLICATE != second[0][3]  # rejected rows keep it partial, as for store files
+
+
+def test_a_verdict_may_judge_a_row_delivered_with_it_but_not_allow_what_is_not_stored_yet(
+    judgeable_store, db_path, landing_dir
+):
+    (landing_dir / "user_activities-new.csv").write_text(
+        "id,timestamp,action_type,ip_address\n77,2026-03-01T10:05:00,failed_login,10.0.0.9\n"
+    )
+    (landing_dir / "feedback-new.csv").write_text(
+        "entity_type,entity_id,verdict,by,allow,days\nactivity,77,confirm,ana,,\nactivity,77,dismiss,ana,ip,3\n"
+    )
+    assert ingest(judgeable_store, landing_dir).success
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        judged = conn.execute("SELECT entity_id, verdict, outcome FROM ops.entity_verdicts").fetchall()
+        (reason,) = conn.execute("SELECT reason FROM ops.ingest_rejections WHERE file = 'feedback-new.csv'").fetchone()
+    assert judged == [(77, "confirm", "missed")]
+    assert "arrives in this delivery" in reason

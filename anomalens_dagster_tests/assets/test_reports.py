@@ -28,7 +28,7 @@ def detected_store_file(trained_store_file, tmp_path_factory) -> Path:
     """The trained store scored, with its anomaly records, consolidation and evaluation, built once."""
     path = tmp_path_factory.mktemp("detected_store") / "anomalens.duckdb"
     shutil.copyfile(trained_store_file, path)
-    resources = {"duckdb": AnomaLensDuckDB(database=str(path))}
+    resources = {"duckdb": AnomaLensDuckDB(database=str(path)), "settings": DEFAULT_SETTINGS}
     dg.materialize([activity_scores, order_scores, anomalies], resources=resources, tags=RANGE_TAGS)
     dg.materialize([consolidated_anomalies, detector_evaluation], resources=resources)
     return path

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,11 +15,15 @@ from anomalens_dagster.core.calibration import (
     STATUS_PROPOSED,
     STATUS_UNCHANGED,
     best_f1_threshold,
+    calibrate_store,
     calibrate_thresholds,
     proposed_thresholds,
     verdict_evaluation_inputs,
 )
 from anomalens_dagster.core.evaluation import evaluate_detections
+from anomalens_dagster.core.feedback import Verdict, record_verdicts
+from anomalens_dagster.core.registry import MODEL_REGISTRY_DDL
+from anomalens_dagster.core.warehouse import ensure_store_tables
 
 
 def judged(scores: list[float], confirmed: list[bool], detector: str = "zscore") -> pd.DataFrame:
@@ -114,3 +121,54 @@ def test_verdicts_become_evaluation_labels_of_the_judged_rows_only():
     (pooled, _kind) = evaluate_detections(judged_scores, labels).to_dict("records")
     assert (pooled["true_positives"], pooled["false_positives"], pooled["false_negatives"]) == (1, 1, 1)
     assert pooled["precision"] == 0.5 and pooled["recall"] == 0.5
+
+
+def test_the_chosen_threshold_reaches_the_best_f1_any_threshold_reaches():
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=300), 2)  # rounded: ties between rows
+    confirmed = scores + rng.normal(scale=0.8, size=300) > 1.0
+
+    def f1_at(threshold: float) -> float:
+        flagged = scores > threshold
+        tp = int((flagged & confirmed).sum())
+        return 2 * tp / (tp + int(flagged.sum()) + int(confirmed.sum()))
+
+    best = max(f1_at(threshold) for threshold in np.concatenate([[-np.inf], np.unique(scores)]))
+    assert f1_at(best_f1_threshold(scores, confirmed, current=2.5)) == pytest.approx(best)
+
+
+def test_scores_of_an_older_model_version_are_rescaled_to_the_latest_before_calibrating():
+    """v1 fitted a threshold of 2, the retrained v2 one of 4 on a scale twice as wide: a confirmed row
+    scored 3 by v1 is 6 in v2's units, above v2's threshold, not a miss."""
+    with duckdb.connect() as conn:
+        ensure_store_tables(conn)
+        conn.execute(MODEL_REGISTRY_DDL)
+        for version, threshold in ((1, 2.0), (2, 4.0)):
+            conn.execute(
+                "INSERT INTO ml.model_registry VALUES ('zscore', 'order', ?, '2026-03-01', NULL, NULL, 10, '{}', ?, "
+                "'[]', ''::BLOB, '')",
+                [version, json.dumps({"threshold": threshold})],
+            )
+        conn.execute(
+            "CREATE SCHEMA detections; CREATE TABLE detections.order_scores (order_id BIGINT, created_at TIMESTAMP, "
+            "detector VARCHAR, score DOUBLE, is_anomaly BOOLEAN, model_version BIGINT)"
+        )
+        verdicts = []
+        for order_id in range(1, 25):
+            confirmed, by_v1 = order_id <= 12, order_id % 12 < 6
+            conn.execute("INSERT INTO store.orders VALUES (?, 1, '2026-03-01', 10.0, 'pending', 'landed')", [order_id])
+            score = (3.0 if confirmed else 1.0) * (1 if by_v1 else 2)
+            conn.execute(
+                "INSERT INTO detections.order_scores VALUES (?, '2026-03-01', 'zscore', ?, ?, ?)",
+                [order_id, score, score > (2.0 if by_v1 else 4.0), 1 if by_v1 else 2],
+            )
+            verdicts.append(Verdict("confirm" if confirmed else "dismiss", entity_type="order", entity_id=order_id))
+        record_verdicts(conn, verdicts, "cli", dt.datetime(2026, 3, 2))
+
+        store = calibrate_store(conn, {"order": 1.0, "activity": 1.0})
+
+    rows = {row["detector"]: row for row in store.calibration.to_dict("records")}
+    assert (rows["zscore"]["n_verdicts"], rows["zscore"]["n_missed"]) == (24, 0)
+    assert rows["zscore"]["current_threshold"] == 4.0
+    assert rows["zscore"]["status"] == STATUS_UNCHANGED
+    assert store.latest_versions == {("order", "zscore"): 2}

@@ -15,6 +15,7 @@ from anomalens_dagster.core.feedback import (
     parse_entity,
     record_verdicts,
 )
+from anomalens_dagster.core.privacy import FORGOTTEN_TEXT, forget_customer
 from anomalens_dagster.core.warehouse import ensure_store_tables
 from anomalens_dagster_tests.feedback_support import (
     ACTIVITY_INCIDENT,
@@ -165,3 +166,28 @@ def test_the_views_work_before_any_incident_or_anomaly_exists():
         assert verdicts_by_entity(conn) == {("order", 5): ("confirm", "missed")}
         with pytest.raises(FeedbackError, match="no incidents are stored yet"):
             record_verdicts(conn, [Verdict("confirm", incident_id="i1")], "cli", NOW)
+
+
+def test_forgetting_a_customer_clears_their_ip_from_allow_rules_and_notes_and_keeps_the_verdicts(conn):
+    record_verdicts(
+        conn,
+        [
+            Verdict(
+                "dismiss",
+                incident_id=ACTIVITY_INCIDENT,
+                note=f"crawler at {BURST_IP}",
+                allow_kind="ip",
+                allow_days=7,
+            )
+        ],
+        "cli",
+        NOW,
+    )
+    changed = forget_customer(conn, 1, NOW)  # customer 1's activities come from BURST_IP
+
+    assert changed["ops.analyst_feedback"] == 1
+    rows = conn.execute("SELECT verdict, note, allow_value FROM ops.analyst_feedback").fetchall()
+    assert rows == [("dismiss", f"crawler at {FORGOTTEN_TEXT}", FORGOTTEN_TEXT)]
+    assert BURST_IP not in {
+        value for (value,) in conn.execute("SELECT allow_value FROM ops.active_allow_rules").fetchall()
+    }

@@ -20,7 +20,9 @@ from anomalens_dagster.core.registry import (
     deserialize,
     load_model,
     register_model,
+    register_threshold,
     serialize,
+    with_threshold,
 )
 
 NUMERIC = ["amount", "count"]
@@ -175,3 +177,28 @@ def test_registry_ddl_is_idempotent(conn):
         ("artifact", "BLOB"),
         ("sha256", "VARCHAR"),
     ]
+
+
+def test_a_threshold_applied_to_a_model_is_a_new_version_that_says_where_it_came_from(conn, zscore):
+    register_model(conn, zscore, "order", WINDOW_START, WINDOW_END, trained_at=TRAINED_AT)
+    fitted = float(zscore.threshold_)
+
+    record = register_threshold(conn, "zscore", "order", fitted * 0.8, "calibration", calibration_verdicts=24)
+    loaded, loaded_record = load_model(conn, "zscore", "order")
+
+    assert record.version == loaded_record.version == 2
+    assert loaded.threshold_ == pytest.approx(fitted * 0.8)
+    assert (record.training_start, record.training_end) == (WINDOW_START, WINDOW_END)
+    assert record.metrics["threshold"] == pytest.approx(fitted * 0.8)
+    assert record.metrics["fitted_threshold"] == pytest.approx(fitted)
+    assert record.metrics["threshold_source"] == "calibration"
+    assert (record.metrics["calibration_verdicts"], record.metrics["previous_version"]) == (24, 1)
+    assert zscore.threshold_ == fitted  # the input detector is not changed
+    # Applied again, the fitted threshold is still the one fitting learned.
+    again = register_threshold(conn, "zscore", "order", fitted * 0.7, "calibration")
+    assert again.metrics["fitted_threshold"] == pytest.approx(fitted)
+
+
+def test_a_threshold_that_is_not_positive_is_refused(zscore):
+    with pytest.raises(ValueError, match="not positive"):
+        with_threshold(zscore, 0.0, "calibration")

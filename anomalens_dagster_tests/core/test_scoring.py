@@ -102,3 +102,14 @@ def test_scoring_with_a_model_fitted_before_calibration_says_to_retrain_it(calib
 def test_scoring_without_models_says_what_to_materialise():
     with pytest.raises(ValueError, match="materialise the model assets"):
         score_rows({}, day([1.0], [1.0]), "activity_id", "timestamp")
+
+
+def test_the_ensemble_flags_above_the_threshold_it_is_given(zscore_models):
+    # Ensemble score 1.125 (see above): flagged at the default 1, not at a calibrated 1.2.
+    features = day([2.0], [11.4])
+    default = score_rows(zscore_models, features, "activity_id", "timestamp").set_index("detector")
+    calibrated = score_rows(zscore_models, features, "activity_id", "timestamp", 1.2).set_index("detector")
+
+    assert bool(default.loc["ensemble", "is_anomaly"])
+    assert not bool(calibrated.loc["ensemble", "is_anomaly"])
+    assert calibrated.loc["ensemble", "score"] == default.loc["ensemble", "score"]

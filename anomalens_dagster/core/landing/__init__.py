@@ -17,6 +17,9 @@ object, nested (JSON Lines, Parquet struct) or as JSON text. The modules, in the
 - ``delivery``: a delivery prepared in dependency order and written, one transaction per file;
 - ``pending``: parked rows retried on every ingest, loaded once their reference arrives, aged out;
 - ``sample``: a small simulated delivery to try the landing zone with.
+- ``verdicts``: files of analysts' verdicts (``feedback…``), taken last in a delivery: each row is
+  validated by ``core.feedback`` and appended to ``ops.analyst_feedback`` or rejected with its
+  reason; the same bytes delivered again append nothing (their rows are ``already_loaded``).
 
 Every row of every delivery ends in exactly one of loaded, updated, already_loaded, pending or
 rejected, and ``rows_in`` is their sum per delivery. The rules:
