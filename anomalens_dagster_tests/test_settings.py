@@ -9,6 +9,7 @@ import pytest
 from anomalens_dagster.assets.store import store_catalog
 from anomalens_dagster.configs import DetectionConfig, ModelConfig, SettingsFileError, SimulationConfig
 from anomalens_dagster.settings import SettingsFile, with_settings, write_setting
+from anomalens_dagster.constants import ENSEMBLE_THRESHOLD
 
 
 def test_a_field_the_run_config_did_not_set_takes_the_files_value():
@@ -73,7 +74,7 @@ def test_calibrated_thresholds_in_the_settings_name_known_entities_and_detectors
 
     assert detection.threshold_override("zscore", "order") == 6.5
     assert detection.threshold_override("dbscan", "order") is None
-    assert (detection.ensemble_threshold("order"), detection.ensemble_threshold("activity")) == (0.9, 1.0)
+    assert (detection.ensemble_threshold("order"), detection.ensemble_threshold("activity")) == (0.9, ENSEMBLE_THRESHOLD)
     assert SettingsFile(path=str(path)).sections()["training"] == {"training_days": 14}
     for bad, named in (({"orders": {"zscore": 1.0}}, "orders"), ({"order": {"lof": 1.0}}, "lof")):
         with pytest.raises(SettingsFileError, match=named):
