@@ -7,7 +7,8 @@ launches the runs; no hand-written sensor decides which days to refresh. What tr
   -> that day's features (and the neighbouring days', whose windows reach into it), scores and
   anomaly records, as one run per day;
 - a detector gets a new version -> the scores and records of the last `DEFAULT_RESCORE_DAYS` days;
-- new anomaly records -> the consolidated anomalies and the reports, once the days are written;
+- new anomaly records -> the consolidated anomalies, the incidents and the reports, once the days
+  are written (one run: an unpartitioned asset never shares a run with a day's partition);
 - Mondays -> the detectors retrain (and as soon as features exist, when a detector was never trained).
 """
 
@@ -98,6 +99,6 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     emit_backfills=False,
     description=(
         "Refreshes features, scores and anomaly records of every day whose store rows or models changed, then the "
-        "consolidated anomalies and reports; retrains the detectors weekly."
+        "consolidated anomalies, incidents and reports; retrains the detectors weekly."
     ),
 )
