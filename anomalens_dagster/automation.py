@@ -10,7 +10,8 @@ launches the runs; no hand-written sensor decides which days to refresh. What tr
   `DEFAULT_BASELINE_DAYS` days after it, whose baselines read it, once it is written (see
   `features_refresh`);
 - a detector gets a new version -> the scores and records of the last `DEFAULT_RESCORE_DAYS` days;
-- new anomaly records -> the consolidated anomalies and the reports, once the days are written;
+- new anomaly records -> the consolidated anomalies, the incidents and the reports, once the days
+  are written (one run: an unpartitioned asset never shares a run with a day's partition);
 - Mondays -> the detectors retrain (and as soon as features exist, when a detector was never trained);
 - incidents written -> the alert outbox adds and sends their alerts (its retries: sensors.py).
 """
@@ -138,6 +139,6 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     emit_backfills=False,
     description=(
         "Refreshes features, scores and anomaly records of every day whose store rows or models changed, then the "
-        "consolidated anomalies and reports; retrains the detectors weekly."
+        "consolidated anomalies, incidents and reports; retrains the detectors weekly."
     ),
 )

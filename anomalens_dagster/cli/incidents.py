@@ -154,8 +154,14 @@ def incidents(
     elif shown.empty:
         click.echo("No incidents match.")
     else:
+        # A terminal's width: times to the second, scores to what a person compares.
+        readable = shown.assign(
+            first_seen=shown["first_seen"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            last_seen=shown["last_seen"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            ensemble_score=shown["ensemble_score"].round(2),
+        )
         with pd.option_context("display.max_colwidth", 110, "display.width", 250):
-            click.echo(shown.to_string(index=False))
+            click.echo(readable.to_string(index=False))
 
 
 def _joined(values) -> str:

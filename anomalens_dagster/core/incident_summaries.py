@@ -116,7 +116,7 @@ def _activity_sentence(rule: str, rows: list[Mapping[str, Any]], top_feature: st
     if rule == RULE_PURCHASE_TOTAL_MISMATCH:
         charged = sum(float(fact.get("order_total") or 0.0) for fact in facts)
         cost = sum(float(fact.get("items_total") or 0.0) for fact in facts)
-        ratio = f" ({times(charged / cost)} their price)" if cost > 0 else ""
+        ratio = f" ({_ratio(charged / cost)} their price)" if cost > 0 else ""
         return (
             f"{_actions(len(rows), 'purchase')} totalling {money(charged)} for items costing {money(cost)}{ratio} "
             f"{where}"
@@ -203,6 +203,11 @@ def _span(rows: list[Mapping[str, Any]]) -> str:
         return f"at {first:%H:%M}"
     seconds = (last - first).total_seconds()
     return f"{'within' if seconds < WITHIN_SECONDS else 'over'} {duration_text(seconds)}"
+
+
+def _ratio(ratio: float) -> str:
+    """'91x', '1.5x', '0.018x': two significant digits below 1, where `times` would round to 0.0x."""
+    return times(ratio) if ratio >= 1 else f"{ratio:.2g}x"
 
 
 def _strongest(top_feature: str | None) -> str:

@@ -252,3 +252,15 @@ def test_agreement_counts_split_episodes_and_merged_incidents():
     assert agreement.loc["all", "caught_episodes"] == 3
     assert agreement.loc["all", "episode_share"] == pytest.approx(2 / 3)
     assert agreement.loc["all", "incidents_without_episode"] == 0
+
+
+def test_a_purchase_far_below_its_items_cost_reads_as_a_small_ratio_not_zero():
+    facts = {"action_type": "purchase", "order_total": 2.55, "items_total": 137.98}
+    records = frame(record(1, 0, customer=281, rule="purchase_total_mismatch", facts=facts))
+
+    summary = group_incidents(records).incidents["summary"].iat[0]
+
+    assert (
+        summary
+        == "1 purchase totalling 2.55 for items costing 137.98 (0.018x their price) from 203.0.113.9 (customer 281) at 23:50"
+    )
