@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
@@ -261,6 +261,9 @@ class EmailTargetConfig(dg.Config):
 
 class AlertsConfig(dg.Config):
     """Who is told about new incidents (and a store gone quiet), and how failed deliveries are retried."""
+
+    # A secret pasted into the section by mistake must not be echoed by the error that rejects it.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     min_severity: str = Field(
         default=c.DEFAULT_ALERT_MIN_SEVERITY,

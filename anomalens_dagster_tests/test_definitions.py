@@ -21,6 +21,7 @@ def test_every_job_resolves_and_the_issue_jobs_exist():
         "detect_job",
         "clear_anomalies_job",
         "full_pipeline_job",
+        "deliver_alerts_job",
     } <= job_names
     for name in job_names:
         assert defs.resolve_job_def(name) is not None
@@ -33,7 +34,12 @@ def test_every_schedule_and_sensor_resolves_and_targets_a_defined_job():
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
 
     assert set(schedules) == {"daily_simulation_schedule"}
-    assert set(sensors) == {"landing_zone_sensor", "automation_condition_sensor", "run_failure_log_sensor"}
+    assert set(sensors) == {
+        "landing_zone_sensor",
+        "automation_condition_sensor",
+        "run_failure_log_sensor",
+        "alert_delivery_sensor",
+    }
     for schedule in schedules.values():
         assert schedule.job_name in job_names
     for sensor in sensors.values():
@@ -47,7 +53,7 @@ def test_every_derived_asset_refreshes_by_an_automation_condition():
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
     ]
-    assert len(derived) == 19
+    assert len(derived) == 20  # 19 + alert_outbox
     assert all(asset_graph.get(key).automation_condition is not None for key in derived)
 
 
