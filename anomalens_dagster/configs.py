@@ -218,7 +218,11 @@ class ClearAnomaliesConfig(dg.Config):
 class WebhookTargetConfig(dg.Config):
     """A JSON webhook that receives every alert (POST, `Idempotency-Key` header)."""
 
-    url: str = Field(description="URL the alerts are POSTed to as JSON.")
+    url: str | None = Field(default=None, description="URL the alerts are POSTed to as JSON.")
+    url_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the URL instead, for a webhook whose URL is itself the secret.",
+    )
     token_env: str | None = Field(
         default=None,
         description="Environment variable holding the webhook's token (never the token itself); empty: no auth header.",
@@ -228,6 +232,13 @@ class WebhookTargetConfig(dg.Config):
         default="Bearer",
         description="Written before the token in the header ('Bearer <token>'); empty: the token alone.",
     )
+
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookTargetConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("webhook: give either url or url_env (the variable holding a secret URL)")
+        return self
 
 
 class SlackTargetConfig(dg.Config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class _HttpReceiver:
     """A threaded HTTP server whose `answer(request) -> (status, body)` decides each response."""
 
     received: list[Received] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.time() of each request, in order
     # Statuses to answer first, one per request (e.g. [503, 503]); then 200.
     failures: list[int] = field(default_factory=list)
     # While cleared, a request is recorded and then held without an answer (a sender that dies waiting).
@@ -62,6 +64,7 @@ def _handler(receiver: _HttpReceiver) -> type[BaseHTTPRequestHandler]:
             content_type = self.headers.get("Content-Type") or ""
             body = json.loads(raw) if "json" in content_type else {"form": raw.decode()}
             request = Received(self.path, {key.lower(): value for key, value in self.headers.items()}, body)
+            receiver.received_at.append(time.time())
             receiver.received.append(request)
             receiver.arrived.set()
             receiver.answering.wait(timeout=120)

@@ -38,3 +38,11 @@ def test_a_wrong_alerts_setting_fails_naming_it_and_a_secret_has_no_key_to_go_in
     with pytest.raises(SettingsFileError, match=named) as raised:
         read_settings_file(path)
     assert "xoxb-123" not in str(raised.value)  # a secret pasted by mistake is not echoed
+
+
+@pytest.mark.parametrize("webhook", ["{token_env: T}", "{url: 'http://x', url_env: U}"])
+def test_a_webhook_needs_exactly_one_of_url_and_url_env(tmp_path, webhook):
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"alerts: {{webhook: {webhook}}}\n")
+    with pytest.raises(SettingsFileError, match="either url or url_env"):
+        read_settings_file(path)

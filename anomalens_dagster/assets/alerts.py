@@ -81,12 +81,14 @@ def build_senders(alerts: AlertsConfig) -> tuple[dict[str, Sender], list[str]]:
     if alerts.webhook is not None:
         target = alerts.webhook
         token = secret(target.token_env)
-        if target.token_env and not token:
-            senders["webhook"] = UnusableSender(f"environment variable {target.token_env} (webhook token) is not set")
+        url = secret(target.url_env) if target.url_env else target.url
+        missing = [env for env, value in ((target.token_env, token), (target.url_env, url)) if env and not value]
+        if missing:
+            senders["webhook"] = UnusableSender(f"environment variable(s) {', '.join(missing)} (webhook) not set")
         else:
             value = f"{target.auth_scheme} {token}".strip() if token else None
             headers = {target.auth_header: value} if value else {}
-            senders["webhook"] = WebhookSender(url=target.url, timeout_seconds=timeout, headers=headers)
+            senders["webhook"] = WebhookSender(url=url, timeout_seconds=timeout, headers=headers)
     if alerts.slack is not None:
         target = alerts.slack
         token = secret(target.token_env)

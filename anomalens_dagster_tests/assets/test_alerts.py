@@ -270,3 +270,18 @@ def test_an_outbox_run_killed_while_sending_resends_once_with_the_same_key_and_n
     assert webhook.keys() == ["high-1:webhook", "high-1:webhook"]
     (row,) = outbox_rows(duckdb_resource)
     assert row["attempts"] == 2 and row["delivered_at"] is not None
+
+
+def test_a_webhook_whose_url_is_the_secret_is_read_from_its_variable_and_redacted_from_errors(
+    duckdb_resource, tmp_path, monkeypatch
+):
+    set_incidents(duckdb_resource, [incident("high-1", _now() - dt.timedelta(hours=1))])
+    with webhook_receiver(failures=[503]) as webhook:
+        secret_url = webhook.url + "/hooks/T000/B000/secret-path"
+        monkeypatch.setenv("TEST_WEBHOOK_URL", secret_url)
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(yaml.safe_dump({"alerts": {"webhook": {"url_env": "TEST_WEBHOOK_URL"}}}))
+        run_outbox(duckdb_resource, settings)
+    assert [request.path for request in webhook.received] == ["/hooks/T000/B000/secret-path"]
+    (row,) = outbox_rows(duckdb_resource)
+    assert "HTTP 503" in row["last_error"] and "secret-path" not in row["last_error"]
