@@ -39,6 +39,10 @@ class _HttpReceiver:
     received_at: list[float] = field(default_factory=list)  # time.time() of each request, in order
     # Statuses to answer first, one per request (e.g. [503, 503]); then 200.
     failures: list[int] = field(default_factory=list)
+    # Idempotency keys answered 503 (a target that is down for those alerts only).
+    refused_keys: set[str] = field(default_factory=set)
+    # Status of each answer, in the order of `received`.
+    statuses: list[int] = field(default_factory=list)
     # While cleared, a request is recorded and then held without an answer (a sender that dies waiting).
     answering: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
@@ -54,7 +58,13 @@ class _HttpReceiver:
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         if self.failures:
             return self.failures.pop(0), {"error": "down"}
+        if request.body.get("idempotency_key") in self.refused_keys:
+            return 503, {"error": "down"}
         return 200, {"ok": True}
+
+    def accepted(self) -> list[str]:
+        """The idempotency keys of the requests answered 2xx, in order."""
+        return [key for key, status in zip(self.keys(), self.statuses, strict=False) if 200 <= status < 300]
 
 
 def _handler(receiver: _HttpReceiver) -> type[BaseHTTPRequestHandler]:
@@ -69,6 +79,7 @@ def _handler(receiver: _HttpReceiver) -> type[BaseHTTPRequestHandler]:
             receiver.arrived.set()
             receiver.answering.wait(timeout=120)
             status, answer = receiver.answer(request)
+            receiver.statuses.append(status)
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -134,6 +134,8 @@ def _now() -> dt.datetime:
     kinds={"duckdb", "slack", "email"},
     pool=DUCKDB_POOL,
     automation_condition=alert_outbox_refresh,
+    # Once the incidents are written, the alerts go before the reports that the same run refreshes.
+    op_tags={"dagster/priority": "10"},
 )
 def alert_outbox(
     context: dg.AssetExecutionContext, config: AlertsConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile

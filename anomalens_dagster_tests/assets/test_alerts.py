@@ -285,3 +285,14 @@ def test_a_webhook_whose_url_is_the_secret_is_read_from_its_variable_and_redacte
     assert [request.path for request in webhook.received] == ["/hooks/T000/B000/secret-path"]
     (row,) = outbox_rows(duckdb_resource)
     assert "HTTP 503" in row["last_error"] and "secret-path" not in row["last_error"]
+
+
+def test_with_no_target_configured_the_outbox_is_created_empty_and_nothing_is_sent(duckdb_resource, tmp_path):
+    set_incidents(duckdb_resource, [incident("high-1", _now() - dt.timedelta(hours=1))])
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("alerts: {stale_after_hours: 1}\n")
+    result = run_outbox(duckdb_resource, settings)
+    assert result.success
+    assert outbox_rows(duckdb_resource) == []
+    metadata = result.asset_materializations_for_node("alert_outbox")[0].metadata
+    assert metadata["targets"].value == "none" and metadata["alerts_added"].value == 0
