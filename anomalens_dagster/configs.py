@@ -233,7 +233,6 @@ class WebhookTargetConfig(dg.Config):
         description="Written before the token in the header ('Bearer <token>'); empty: the token alone.",
     )
 
-
     @model_validator(mode="after")
     def _one_url(self) -> WebhookTargetConfig:
         if (self.url is None) == (self.url_env is None):
