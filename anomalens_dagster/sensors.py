@@ -12,7 +12,7 @@ import time
 
 import dagster as dg
 
-from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA
+from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA, NO_TARGETS, TARGETS_METADATA
 from anomalens_dagster.assets.landing import ingested_files
 from anomalens_dagster.automation import automation_condition_sensor
 from anomalens_dagster.constants import ALERT_OUTBOX, DEFAULT_ALERT_RETRY_MAX_SECONDS
@@ -108,6 +108,9 @@ def alert_delivery_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
     heartbeat = record.timestamp + ALERT_HEARTBEAT_SECONDS
     materialization = record.asset_materialization
     metadata = materialization.metadata if materialization else {}
+    targets = metadata.get(TARGETS_METADATA)
+    if targets is not None and targets.value == NO_TARGETS:
+        return dg.SensorResult(skip_reason="the settings named no alert target at the outbox's last run")
     reported = metadata.get(NEXT_DUE_METADATA)
     due = min(reported.value, heartbeat) if reported is not None else heartbeat
     if now < due:

@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pytest
 
-from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA, alert_outbox
+from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA, NO_TARGETS, TARGETS_METADATA, alert_outbox
 from anomalens_dagster.constants import INCIDENTS
 from anomalens_dagster.resources import AnomaLensDuckDB
 from anomalens_dagster.sensors import alert_delivery_sensor
@@ -60,8 +60,9 @@ def test_incidents_written_by_another_run_are_sent_on_the_next_tick(instance):
     assert second.get_num_requested(dg.AssetKey(INCIDENTS)) == 0
 
 
-def _outbox_reported(instance, due: float | None) -> None:
+def _outbox_reported(instance, due: float | None, targets: str = "webhook") -> None:
     metadata = {NEXT_DUE_METADATA: dg.MetadataValue.timestamp(due)} if due is not None else {}
+    metadata[TARGETS_METADATA] = targets
     instance.report_runless_asset_event(dg.AssetMaterialization(alert_outbox.key, metadata=metadata))
 
 
@@ -90,3 +91,9 @@ def test_with_nothing_due_the_delivery_sensor_waits_for_the_hourly_heartbeat(ins
     _outbox_reported(instance, None)
     result = alert_delivery_sensor(dg.build_sensor_context(instance=instance))
     assert not result.run_requests
+
+
+def test_the_delivery_sensor_rests_while_the_settings_name_no_alert_target(instance):
+    _outbox_reported(instance, time.time() - 7200, targets=NO_TARGETS)
+    result = alert_delivery_sensor(dg.build_sensor_context(instance=instance))
+    assert not result.run_requests and "no alert target" in result.skip_reason.skip_message

@@ -50,6 +50,9 @@ from anomalens_dagster.settings import SettingsFile
 # Metadata key of the moment the next run is due (a failed delivery's retry, or the store turning
 # stale if nothing arrives): the delivery sensor reads it from the event log.
 NEXT_DUE_METADATA = "next_due_at"
+# Metadata key of the targets the run sent to, NO_TARGETS when the settings name none (the sensor then rests).
+TARGETS_METADATA = "targets"
+NO_TARGETS = "none"
 
 
 class SlackAlerts(SlackResource):
@@ -180,7 +183,7 @@ def alert_outbox(
             for column in metadata["dagster/column_schema"].columns
         ]
     )
-    next_check = _next_due(due, arrival, stale_after, now)
+    next_check = _next_due(due, arrival, stale_after, now) if senders else None
     if next_check is not None:
         metadata[NEXT_DUE_METADATA] = dg.MetadataValue.timestamp(next_check.replace(tzinfo=dt.UTC))
     return dg.MaterializeResult(metadata=metadata)
@@ -195,7 +198,7 @@ def _outbox_metadata(
         "alerts_failed_now": failed,
         "alerts_delivered_total": counts["delivered"],
         "alerts_waiting": counts["waiting"],
-        "targets": ", ".join(targets) or "none",
+        TARGETS_METADATA: ", ".join(targets) or NO_TARGETS,
     }
 
 

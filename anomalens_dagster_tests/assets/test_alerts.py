@@ -140,14 +140,17 @@ def test_a_webhook_failing_twice_then_recovering_is_delivered_once_after_waiting
 ):
     set_incidents(duckdb_resource, [incident("high-1", _now() - dt.timedelta(hours=1))])
     with webhook_receiver(failures=[503, 502]) as webhook:
-        settings = write_settings(tmp_path / "settings.yaml", webhook=webhook)
-        run_outbox(duckdb_resource, settings)  # attempt 1: 503, next in 1 s
+        # Waits long enough that the immediate re-runs below come before them, even on a busy machine.
+        settings = write_settings(
+            tmp_path / "settings.yaml", webhook=webhook, retry_initial_seconds=4, retry_max_seconds=8
+        )
+        run_outbox(duckdb_resource, settings)  # attempt 1: 503, next in 4 s
         run_outbox(duckdb_resource, settings)  # not due yet: nothing sent
         assert len(webhook.received) == 1
         (row,) = outbox_rows(duckdb_resource)
         assert row["attempts"] == 1 and "HTTP 503" in row["last_error"] and row["next_attempt_at"] > row["created_at"]
         _sleep_until(row["next_attempt_at"])
-        run_outbox(duckdb_resource, settings)  # attempt 2: 502, next in 2 s
+        run_outbox(duckdb_resource, settings)  # attempt 2: 502, next in 8 s
         (row,) = outbox_rows(duckdb_resource)
         assert row["attempts"] == 2 and "HTTP 502" in row["last_error"]
         run_outbox(duckdb_resource, settings)  # not due yet: nothing sent
