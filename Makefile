@@ -49,6 +49,7 @@ bench: $(INSTALLED)  ## Print the benchmark tables (several minutes; run with no
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.readers
 	$(BIN)/python -m benchmarks.unattended
+	$(BIN)/python -m benchmarks.alerts
 
 clean:
 	rm -rf data/anomalens.duckdb data/dagster_home

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
@@ -332,7 +332,11 @@ class IncidentsConfig(dg.Config):
 class WebhookTargetConfig(dg.Config):
     """A JSON webhook that receives every alert (POST, `Idempotency-Key` header)."""
 
-    url: str = Field(description="URL the alerts are POSTed to as JSON.")
+    url: str | None = Field(default=None, description="URL the alerts are POSTed to as JSON.")
+    url_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the URL instead, for a webhook whose URL is itself the secret.",
+    )
     token_env: str | None = Field(
         default=None,
         description="Environment variable holding the webhook's token (never the token itself); empty: no auth header.",
@@ -342,6 +346,12 @@ class WebhookTargetConfig(dg.Config):
         default="Bearer",
         description="Written before the token in the header ('Bearer <token>'); empty: the token alone.",
     )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookTargetConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("webhook: give either url or url_env (the variable holding a secret URL)")
+        return self
 
 
 class SlackTargetConfig(dg.Config):
@@ -375,6 +385,9 @@ class EmailTargetConfig(dg.Config):
 
 class AlertsConfig(dg.Config):
     """Who is told about new incidents (and a store gone quiet), and how failed deliveries are retried."""
+
+    # A secret pasted into the section by mistake must not be echoed by the error that rejects it.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     min_severity: str = Field(
         default=c.DEFAULT_ALERT_MIN_SEVERITY,

@@ -12,7 +12,7 @@ import time
 
 import dagster as dg
 
-from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA
+from anomalens_dagster.assets.alerts import NEXT_DUE_METADATA, NO_TARGETS, TARGETS_METADATA
 from anomalens_dagster.assets.landing import ingested_files
 from anomalens_dagster.automation import automation_condition_sensor
 from anomalens_dagster.constants import ALERT_OUTBOX, DEFAULT_ALERT_RETRY_MAX_SECONDS
@@ -100,12 +100,17 @@ ALERT_HEARTBEAT_SECONDS = DEFAULT_ALERT_RETRY_MAX_SECONDS
     ),
 )
 def alert_delivery_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(ALERT_OUTBOX))
-    if event is None:
+    records = context.instance.fetch_materializations(dg.AssetKey(ALERT_OUTBOX), limit=1).records
+    if not records:
         return dg.SensorResult(skip_reason="the alert outbox was never materialised: nothing waits")
+    (record,) = records
     now = time.time()
-    heartbeat = event.timestamp + ALERT_HEARTBEAT_SECONDS
-    metadata = event.asset_materialization.metadata if event.asset_materialization else {}
+    heartbeat = record.timestamp + ALERT_HEARTBEAT_SECONDS
+    materialization = record.asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    targets = metadata.get(TARGETS_METADATA)
+    if targets is not None and targets.value == NO_TARGETS:
+        return dg.SensorResult(skip_reason="the settings named no alert target at the outbox's last run")
     reported = metadata.get(NEXT_DUE_METADATA)
     due = min(reported.value, heartbeat) if reported is not None else heartbeat
     if now < due:
@@ -114,7 +119,7 @@ def alert_delivery_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
     # One run per reported due time; past the heartbeat, one per heartbeat period (a failed run is not repeated
     # every tick, and the daemon re-executes it by itself).
     run_key = (
-        f"alerts:{event.storage_id}:{due:.0f}"
+        f"alerts:{record.storage_id}:{due:.0f}"
         if due < heartbeat
         else f"alerts:heartbeat:{now // ALERT_HEARTBEAT_SECONDS:.0f}"
     )

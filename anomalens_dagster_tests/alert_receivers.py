@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +36,13 @@ class _HttpReceiver:
     """A threaded HTTP server whose `answer(request) -> (status, body)` decides each response."""
 
     received: list[Received] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.time() of each request, in order
     # Statuses to answer first, one per request (e.g. [503, 503]); then 200.
     failures: list[int] = field(default_factory=list)
+    # Idempotency keys answered 503 (a target that is down for those alerts only).
+    refused_keys: set[str] = field(default_factory=set)
+    # Status of each answer, in the order of `received`.
+    statuses: list[int] = field(default_factory=list)
     # While cleared, a request is recorded and then held without an answer (a sender that dies waiting).
     answering: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
@@ -52,7 +58,13 @@ class _HttpReceiver:
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         if self.failures:
             return self.failures.pop(0), {"error": "down"}
+        if request.body.get("idempotency_key") in self.refused_keys:
+            return 503, {"error": "down"}
         return 200, {"ok": True}
+
+    def accepted(self) -> list[str]:
+        """The idempotency keys of the requests answered 2xx, in order."""
+        return [key for key, status in zip(self.keys(), self.statuses, strict=False) if 200 <= status < 300]
 
 
 def _handler(receiver: _HttpReceiver) -> type[BaseHTTPRequestHandler]:
@@ -62,10 +74,12 @@ def _handler(receiver: _HttpReceiver) -> type[BaseHTTPRequestHandler]:
             content_type = self.headers.get("Content-Type") or ""
             body = json.loads(raw) if "json" in content_type else {"form": raw.decode()}
             request = Received(self.path, {key.lower(): value for key, value in self.headers.items()}, body)
+            receiver.received_at.append(time.time())
             receiver.received.append(request)
             receiver.arrived.set()
             receiver.answering.wait(timeout=120)
             status, answer = receiver.answer(request)
+            receiver.statuses.append(status)
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

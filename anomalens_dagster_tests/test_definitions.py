@@ -23,6 +23,7 @@ def test_every_job_resolves_and_the_issue_jobs_exist():
         "full_pipeline_job",
         "record_feedback_job",
         "apply_thresholds_job",
+        "deliver_alerts_job",
     } <= job_names
     for name in job_names:
         assert defs.resolve_job_def(name) is not None

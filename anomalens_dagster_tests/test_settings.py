@@ -8,8 +8,8 @@ import pytest
 
 from anomalens_dagster.assets.store import store_catalog
 from anomalens_dagster.configs import DetectionConfig, ModelConfig, SettingsFileError, SimulationConfig
-from anomalens_dagster.settings import SettingsFile, with_settings, write_setting
 from anomalens_dagster.constants import ENSEMBLE_THRESHOLD
+from anomalens_dagster.settings import SettingsFile, with_settings, write_setting
 
 
 def test_a_field_the_run_config_did_not_set_takes_the_files_value():

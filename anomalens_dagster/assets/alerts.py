@@ -50,6 +50,9 @@ from anomalens_dagster.settings import SettingsFile
 # Metadata key of the moment the next run is due (a failed delivery's retry, or the store turning
 # stale if nothing arrives): the delivery sensor reads it from the event log.
 NEXT_DUE_METADATA = "next_due_at"
+# Metadata key of the targets the run sent to, NO_TARGETS when the settings name none (the sensor then rests).
+TARGETS_METADATA = "targets"
+NO_TARGETS = "none"
 
 
 class SlackAlerts(SlackResource):
@@ -81,12 +84,14 @@ def build_senders(alerts: AlertsConfig) -> tuple[dict[str, Sender], list[str]]:
     if alerts.webhook is not None:
         target = alerts.webhook
         token = secret(target.token_env)
-        if target.token_env and not token:
-            senders["webhook"] = UnusableSender(f"environment variable {target.token_env} (webhook token) is not set")
+        url = secret(target.url_env) if target.url_env else target.url
+        missing = [env for env, value in ((target.token_env, token), (target.url_env, url)) if env and not value]
+        if missing:
+            senders["webhook"] = UnusableSender(f"environment variable(s) {', '.join(missing)} (webhook) not set")
         else:
             value = f"{target.auth_scheme} {token}".strip() if token else None
             headers = {target.auth_header: value} if value else {}
-            senders["webhook"] = WebhookSender(url=target.url, timeout_seconds=timeout, headers=headers)
+            senders["webhook"] = WebhookSender(url=url, timeout_seconds=timeout, headers=headers)
     if alerts.slack is not None:
         target = alerts.slack
         token = secret(target.token_env)
@@ -132,6 +137,8 @@ def _now() -> dt.datetime:
     kinds={"duckdb", "slack", "email"},
     pool=DUCKDB_POOL,
     automation_condition=alert_outbox_refresh,
+    # Once the incidents are written, the alerts go before the reports that the same run refreshes.
+    op_tags={"dagster/priority": "10"},
 )
 def alert_outbox(
     context: dg.AssetExecutionContext, config: AlertsConfig, duckdb: AnomaLensDuckDB, settings: SettingsFile
@@ -176,7 +183,7 @@ def alert_outbox(
             for column in metadata["dagster/column_schema"].columns
         ]
     )
-    next_check = _next_due(due, arrival, stale_after, now)
+    next_check = _next_due(due, arrival, stale_after, now) if senders else None
     if next_check is not None:
         metadata[NEXT_DUE_METADATA] = dg.MetadataValue.timestamp(next_check.replace(tzinfo=dt.UTC))
     return dg.MaterializeResult(metadata=metadata)
@@ -191,7 +198,7 @@ def _outbox_metadata(
         "alerts_failed_now": failed,
         "alerts_delivered_total": counts["delivered"],
         "alerts_waiting": counts["waiting"],
-        "targets": ", ".join(targets) or "none",
+        TARGETS_METADATA: ", ".join(targets) or NO_TARGETS,
     }
 
 

@@ -47,8 +47,8 @@ from anomalens_dagster.core.evaluation import (
     headline_split,
     is_evaluated,
 )
-from anomalens_dagster.core.registry import MODEL_REGISTRY_TABLE
 from anomalens_dagster.core.feedback import entity_verdicts
+from anomalens_dagster.core.registry import MODEL_REGISTRY_TABLE
 from anomalens_dagster.core.report import load_report_inputs, render_anomaly_report, write_report
 from anomalens_dagster.core.summaries import activity_timeline as summarise_activity_timeline
 from anomalens_dagster.core.summaries import anomaly_summary as summarise_anomalies

@@ -7,9 +7,10 @@ and user agents of their activities, their email where a login attempt named it
 records and incidents repeat them (columns, descriptions, JSON details, session actions, an
 incident's IP list and summary; emails are masked there, and a masked form another customer
 shares, like ``jo***@example.com``, is replaced on their records too: erring towards forgetting),
-and their IPs and email in analysts' allow rules and notes (``ops.analyst_feedback``: the verdicts
-stay, an allow rule on their IP then allows nothing). Nothing outside the DuckDB file is touched
-(this store has no outbox).
+their IPs and email in analysts' allow rules and notes (``ops.analyst_feedback``: the verdicts
+stay, an allow rule on their IP then allows nothing), and in the payloads of the alert outbox
+(``ops.alerts``). Nothing outside the DuckDB file is touched: an alert already delivered stays with
+its receiver.
 
 The rows themselves stay: orders, activities and anomaly records keep their ids, times, amounts and
 actions, so features, models and the evaluation of past days are unchanged. The customer row keeps
@@ -27,6 +28,7 @@ import logging
 import duckdb
 
 from anomalens_dagster.constants import (
+    ALERTS,
     ALLOW_IP,
     ANALYST_FEEDBACK,
     ANOMALIES,
@@ -85,6 +87,8 @@ def forget_customer(conn: duckdb.DuckDBPyConnection, customer_id: int, at: dt.da
                 changed[f"{DETECTIONS_SCHEMA}.{table}"] = _forget_in_records(conn, table, customer_id, secrets)
         if table_exists(conn, ANALYST_FEEDBACK, OPS_SCHEMA):
             changed[f"{OPS_SCHEMA}.{ANALYST_FEEDBACK}"] = _forget_in_feedback(conn, secrets)
+        if table_exists(conn, ALERTS, OPS_SCHEMA):
+            changed[f"{OPS_SCHEMA}.{ALERTS}"] = _forget_in_alert_payloads(conn, secrets["texts"])
         _record(conn, customer_id, at, changed)
     logger.info("forgot customer %d: %s", customer_id, changed)
     return changed
@@ -176,6 +180,17 @@ def _forget_in_feedback(conn: duckdb.DuckDBPyConnection, secrets: dict[str, list
         },
     ).fetchall()
     return int(changed)
+def _forget_in_alert_payloads(conn: duckdb.DuckDBPyConnection, texts: list[str]) -> int:
+    """Replace the customer's IPs and (masked) email in the alert outbox's payloads."""
+    changed = 0
+    for text in texts:
+        ((rows,),) = conn.execute(
+            f"""UPDATE {OPS_SCHEMA}.{ALERTS} SET payload = replace(CAST(payload AS VARCHAR), $text, $forgotten)
+                WHERE contains(CAST(payload AS VARCHAR), $text)""",
+            {"text": text, "forgotten": FORGOTTEN_TEXT},
+        ).fetchall()
+        changed += int(rows)
+    return changed
 
 
 def _record(conn: duckdb.DuckDBPyConnection, customer_id: int, at: dt.datetime, changed: dict[str, int]) -> None:

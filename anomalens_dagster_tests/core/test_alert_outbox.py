@@ -22,6 +22,7 @@ from anomalens_dagster.core.alert_outbox import (
 )
 from anomalens_dagster.core.alerts import RetryPolicy
 from anomalens_dagster.core.landing import ensure_ops_tables
+from anomalens_dagster.core.privacy import FORGOTTEN_TEXT, forget_customer
 from anomalens_dagster.core.warehouse import ensure_store_tables
 from anomalens_dagster_tests.incident_rows import incident, replace_incidents
 
@@ -137,3 +138,22 @@ def test_the_last_arrival_is_the_latest_landed_file_with_rows_or_the_newest_simu
         "('a-again.jsonl', 'x', 5, 0, 0, 'duplicate', TIMESTAMP '2026-03-03 08:00:00')"
     )
     assert last_arrival(conn) == dt.datetime(2026, 3, 2, 8, 0)
+
+
+def test_forgetting_a_customer_replaces_their_ips_and_masked_email_in_the_outbox_payloads(conn):
+    ensure_store_tables(conn)
+    conn.execute(
+        "INSERT INTO store.customers VALUES (7, 'john.doe@example.com', 'John', 'Doe', TIMESTAMP '2026-01-01')"
+    )
+    conn.execute(
+        "INSERT INTO store.user_activities (id, customer_id, timestamp, action_type, ip_address, source) "
+        "VALUES (1, 7, TIMESTAMP '2026-03-02 10:00', 'login', '203.0.113.9', 'simulator')"
+    )
+    replace_incidents(conn, [incident("high", NOW - dt.timedelta(hours=1))])
+    _add_new_alerts(conn)
+    forget_customer(conn, 7, NOW)
+    payloads = [json.loads(payload) for (payload,) in conn.execute("SELECT payload FROM ops.alerts").fetchall()]
+    assert len(payloads) == 2
+    for payload in payloads:
+        assert payload["ip_addresses"] == [FORGOTTEN_TEXT]
+        assert "jo***@example.com" not in payload["summary"] and FORGOTTEN_TEXT in payload["summary"]

@@ -22,9 +22,9 @@ from anomalens_dagster.constants import (
     ENTITY_ACTIVITY,
     ENTITY_ORDER,
 )
+from anomalens_dagster.core.evaluation import evaluate_splits
 from anomalens_dagster.core.incident_tables import replace_incidents
 from anomalens_dagster.core.incidents import group_incidents
-from anomalens_dagster.core.evaluation import evaluate_splits
 from anomalens_dagster.core.report import (
     ReportInputs,
     ReportInputsError,
