@@ -109,7 +109,9 @@ class AttackBuilder:
         """A customer account the attack signs up: a text id, a throwaway email, made-up names."""
         customer_id = "cus_" + self.rng.bytes(6).hex()
         first, last = self._made_up_name(), self._made_up_name()
-        local = f"{first}.{last}{int(self.rng.integers(1, 999))}" if self.rng.random() < 0.6 else self.rng.bytes(5).hex()
+        local = (
+            f"{first}.{last}{int(self.rng.integers(1, 999))}" if self.rng.random() < 0.6 else self.rng.bytes(5).hex()
+        )
         self._customers.append(
             {
                 "id": customer_id,
@@ -218,7 +220,16 @@ class AttackBuilder:
     def rows(self) -> AttackRows:
         activities = pd.DataFrame(
             self._activities,
-            columns=["id", "customer_id", "session_id", "timestamp", "action_type", "details", "ip_address", "user_agent"],
+            columns=[
+                "id",
+                "customer_id",
+                "session_id",
+                "timestamp",
+                "action_type",
+                "details",
+                "ip_address",
+                "user_agent",
+            ],
         )
         return AttackRows(
             customers=pd.DataFrame(self._customers, columns=["id", "email", "first_name", "last_name", "created_at"]),
@@ -236,7 +247,9 @@ class AttackBuilder:
         days = (self.view.last_day - self.view.first_day).days + 1
         latest = self.view.window_end - duration - dt.timedelta(seconds=1)
         if latest < self.view.window_start:
-            raise ValueError(f"an episode of {duration} does not fit the window {self.view.first_day}..{self.view.last_day}")
+            raise ValueError(
+                f"an episode of {duration} does not fit the window {self.view.first_day}..{self.view.last_day}"
+            )
         day = self.view.window_start + dt.timedelta(days=int(self.rng.integers(days)))
         low, high = hours or (0, 24)
         start = day + dt.timedelta(seconds=float(self.rng.uniform(low * 3600, high * 3600)))
@@ -283,30 +296,31 @@ class AttackBuilder:
         picks = self.rng.choice(len(pool), size=min(count, len(pool)), replace=False)
         return list(pool.iloc[np.sort(picks)].itertuples(index=False))
 
-    def active_customer(self) -> tuple[int, str, str]:
-        """A customer with a browsing history, not used by another episode of the batch: id, usual IP, usual UA."""
+    def shop_id(self, customer_id: int) -> int | str:
+        """How the shop's files name a stored customer: its text id when its file gave one, else the number."""
+        return self.view.shop_ids.get(customer_id, customer_id)
+
+    def active_customer(self) -> tuple[int | str, str, str]:
+        """A customer with a browsing history, not used by another episode of the batch: shop id, usual IP, usual UA."""
         habits = self.view.habits[~self.view.habits["customer_id"].isin(self._used_customers)]
         if habits.empty:
             raise ValueError("every active customer is already in an episode: build a bigger store")
         row = habits.iloc[int(self.rng.integers(len(habits)))]
         self._used_customers.add(int(row.customer_id))
-        return int(row.customer_id), str(row.ip_address), str(row.user_agent)
+        return self.shop_id(int(row.customer_id)), str(row.ip_address), str(row.user_agent)
 
-    def dormant_customer(self) -> int:
-        """A customer silent for the longest time before the window (or never active), not used yet."""
+    def dormant_customer(self) -> tuple[int | str, str]:
+        """A customer silent for the longest time before the window (or never active), not used yet: shop id, email."""
         customers = self.view.customers[~self.view.customers["id"].isin(self._used_customers)]
         silent_since = customers["last_seen"].fillna(customers["created_at"])
         oldest = customers[silent_since <= silent_since.quantile(0.1)]
-        customer_id = int(oldest["id"].iloc[int(self.rng.integers(len(oldest)))])
-        self._used_customers.add(customer_id)
-        return customer_id
-
-    def customer_email(self, customer_id: int) -> str:
-        customers = self.view.customers
-        return str(customers.loc[customers["id"] == customer_id, "email"].iloc[0])
+        row = oldest.iloc[int(self.rng.integers(len(oldest)))]
+        self._used_customers.add(int(row.id))
+        return self.shop_id(int(row.id)), str(row.email)
 
     def hijackable_session(self, min_actions: int = 3) -> pd.Series:
-        """A customer's session in the window, of a customer not used yet, long enough to be worth stealing."""
+        """A customer's session in the window, of a customer not used yet, long enough to be worth stealing
+        (its `customer_id` the store's; `shop_id` gives the files' name for it)."""
         sessions = self.view.sessions
         sessions = sessions[(sessions["actions"] >= min_actions) & ~sessions["customer_id"].isin(self._used_customers)]
         # The hijacker continues the session within the hour after it ends: it must end inside the window.
@@ -322,4 +336,6 @@ class AttackBuilder:
         return self._next_id
 
     def _made_up_name(self) -> str:
-        return "".join(_SYLLABLES[int(k)] for k in self.rng.integers(0, len(_SYLLABLES), size=int(self.rng.integers(2, 4))))
+        return "".join(
+            _SYLLABLES[int(k)] for k in self.rng.integers(0, len(_SYLLABLES), size=int(self.rng.integers(2, 4)))
+        )

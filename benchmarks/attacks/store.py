@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.constants import CUSTOMERS, PRODUCTS, STORE_SCHEMA, USER_ACTIVITIES
+from anomalens_dagster.constants import CUSTOMERS, OPS_SCHEMA, PRODUCTS, STORE_SCHEMA, USER_ACTIVITIES
+from anomalens_dagster.core.landing.rules import ID_MAP
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class StoreView:
     last_day: dt.date
     products: pd.DataFrame  # id, name, price
     customers: pd.DataFrame  # id, email, created_at, last_seen (NaT: never active before the window)
+    # The shop's own id of each customer whose file gave a text id (ops.id_map): files refer to them so.
+    shop_ids: dict[int, str]
     # Each customer's most used IP address and user agent before the window (customers never active: absent).
     habits: pd.DataFrame  # customer_id, ip_address, user_agent
     # Sessions of registered customers inside the window: what a stolen session cookie continues.
@@ -84,6 +87,19 @@ def load_store_view(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
             WHERE timestamp < $start AND action_type = 'search' AND query IS NOT NULL ORDER BY query""",
         {"start": start},
     ).fetchall()
+    mapped = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $table",
+        {"schema": OPS_SCHEMA, "table": ID_MAP},
+    ).fetchone()[0]
+    shop_ids = (
+        dict(
+            conn.execute(
+                f"SELECT id, source_id FROM {OPS_SCHEMA}.{ID_MAP} WHERE kind = $kind", {"kind": CUSTOMERS}
+            ).fetchall()
+        )
+        if mapped
+        else {}
+    )
     if products.empty or customers.empty:
         raise ValueError("the store holds no products or no customers: build it before generating attacks")
     if not pages or not queries:
@@ -93,6 +109,7 @@ def load_store_view(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
         last_day=last_day,
         products=products,
         customers=customers,
+        shop_ids=shop_ids,
         habits=habits,
         sessions=sessions,
         page_urls=tuple(url for (url,) in pages),
