@@ -200,7 +200,8 @@ class HeldOutStore:
 
 def scored_rows(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """Every activity and order of days first..last with each detector's flag: entity_type, entity_id,
-    origin ('attack or other landed', 'simulator normal', 'simulator anomaly'), detector, is_anomaly.
+    origin ('landed': from files, attacks included; 'simulator normal'; 'simulator anomaly': one of the
+    simulator's own injected rows), detector, is_anomaly.
 
     Raises when a row of those days has no ensemble score (the days were not all scored)."""
     window = {"start": dt.datetime.combine(first, dt.time()), "end": dt.datetime.combine(last, dt.time.max)}
@@ -270,16 +271,17 @@ class GeneralisationTable:
         rows = [
             (kind, int(r.episodes), int(r.caught), f"{r.caught / r.episodes:.2f}", int(r.rows),
              f"{r.rows_flagged / r.rows:.3f}")
-            for kind, r in self.per_kind.iterrows()
+            for kind, r in self.per_kind.dropna(subset=["episodes"]).iterrows()
         ]  # fmt: skip
         print_table(["attack kind", "episodes", "caught", "episode recall", "rows", "row recall"], rows)
-        print(f"\nMean episode recall over {len(self.per_kind)} kinds: {self.mean_episode_recall:.2f}")
+        kinds = int(self.per_kind["episodes"].notna().sum())
+        print(f"\nMean episode recall over {kinds} kinds: {self.mean_episode_recall:.2f}")
         for entity, (flagged, total) in sorted(self.normal_flagged.items()):
             print(f"Normal {entity} rows flagged: {flagged:,} of {total:,} ({flagged / total:.2%})")
         print("\nRow recall per detector (share of the kind's rows each detector flags):\n")
         print_table(
             ["attack kind", *self.per_detector.columns],
-            [(kind, *(f"{value:.3f}" for value in r)) for kind, r in self.per_detector.iterrows()],
+            [(kind, *(f"{value:.3f}" for value in r)) for kind, r in self.per_detector.dropna(how="all").iterrows()],
         )
 
 
