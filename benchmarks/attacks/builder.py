@@ -30,20 +30,10 @@ DATACENTRE_PREFIXES = (
     "3.80", "18.196", "34.91", "35.188", "52.14", "54.210", "20.51", "40.76", "104.131", "138.68",
     "159.65", "167.99", "5.161", "78.46", "95.217", "51.38", "51.75", "45.32", "45.63", "139.162",
 )  # fmt: skip
-# Recent browsers as they announce themselves (attackers who imitate people copy these).
-BROWSER_USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.6668.81 Mobile Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/128.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36",
-)  # fmt: skip
+# Browser automation that does not hide itself: what sniping bots run when speed matters more than stealth.
 HEADLESS_USER_AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/129.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36",
 )  # fmt: skip
 _NOT_PUBLIC_FIRST_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203})
 _EMAIL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "proton.me", "mail.com", "gmx.net", "icloud.com")
@@ -275,8 +265,11 @@ class AttackBuilder:
         prefix = DATACENTRE_PREFIXES[int(self.rng.integers(len(DATACENTRE_PREFIXES)))]
         return f"{prefix}.{int(self.rng.integers(0, 256))}.{int(self.rng.integers(1, 255))}"
 
-    def browser(self) -> str:
-        return BROWSER_USER_AGENTS[int(self.rng.integers(len(BROWSER_USER_AGENTS)))]
+    def browser(self, other_than: str | None = None) -> str:
+        """A user agent common in the store (not `other_than`): attackers who pass for people copy the
+        browsers everyone uses (a string the store never saw would tell them apart by a word)."""
+        agents = [agent for agent in self.view.user_agents if agent != other_than] or list(self.view.user_agents)
+        return agents[int(self.rng.integers(len(agents)))]
 
     def headless(self) -> str:
         return HEADLESS_USER_AGENTS[int(self.rng.integers(len(HEADLESS_USER_AGENTS)))]
@@ -309,14 +302,16 @@ class AttackBuilder:
         self._used_customers.add(int(row.customer_id))
         return self.shop_id(int(row.customer_id)), str(row.ip_address), str(row.user_agent)
 
-    def dormant_customer(self) -> tuple[int | str, str]:
-        """A customer silent for the longest time before the window (or never active), not used yet: shop id, email."""
+    def dormant_customer(self) -> tuple[int | str, str, str | None]:
+        """A customer silent for the longest time before the window (or never active), not used yet: shop id,
+        email, usual user agent (None if never active)."""
         customers = self.view.customers[~self.view.customers["id"].isin(self._used_customers)]
         silent_since = customers["last_seen"].fillna(customers["created_at"])
         oldest = customers[silent_since <= silent_since.quantile(0.1)]
         row = oldest.iloc[int(self.rng.integers(len(oldest)))]
         self._used_customers.add(int(row.id))
-        return self.shop_id(int(row.id)), str(row.email)
+        usual = self.view.habits.loc[self.view.habits["customer_id"] == row.id, "user_agent"]
+        return self.shop_id(int(row.id)), str(row.email), (str(usual.iloc[0]) if len(usual) else None)
 
     def hijackable_session(self, min_actions: int = 3) -> pd.Series:
         """A customer's session in the window, of a customer not used yet, long enough to be worth stealing

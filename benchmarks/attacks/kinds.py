@@ -47,7 +47,7 @@ def session_hijack(b: AttackBuilder) -> None:
     episode = b.start_episode("session_hijack")
     victim = b.hijackable_session()
     customer, session = b.shop_id(int(victim.customer_id)), str(victim.session_id)
-    ip, agent = b.residential_ip(), b.browser()
+    ip, agent = b.residential_ip(), b.browser(other_than=str(victim.user_agent))
     at = victim.ended.to_pydatetime() + dt.timedelta(minutes=float(b.rng.uniform(2, 40)))
     gaps = iter(b.human_gaps(40, median_s=18.0))
     for url in ("/account/orders", "/account/addresses"):
@@ -119,8 +119,8 @@ def price_tampering(b: AttackBuilder) -> None:
 
 def dormant_reactivation(b: AttackBuilder) -> None:
     episode = b.start_episode("dormant_reactivation")
-    customer, email = b.dormant_customer()
-    ip, agent, session = b.residential_ip(), b.browser(), b.session_token()
+    customer, email, usual_agent = b.dormant_customer()
+    ip, agent, session = b.residential_ip(), b.browser(other_than=usual_agent), b.session_token()
     at = b.start_time(2 * HOUR, hours=(1, 5))  # the owner's night; the buyer of the stolen login is elsewhere
     if b.rng.random() < 0.3:
         b.act(episode, at, "failed_login", None, session, ip, agent, success=False, attempted_email=email)
