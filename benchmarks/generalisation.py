@@ -22,8 +22,9 @@ For each pass it prints, per attack kind: episodes, episodes caught (the ensembl
 episode recall over the kinds; and the share of normal rows flagged (the simulator's activities
 and orders of the scored days, its own injected anomalies left out). Then the row recall of each
 detector per kind. The ground truth is the generator's own episode list, mapped to stored ids
-through `ops.id_map`. 10 minutes on this 2-core machine while other jobs kept it busy (load ~25),
-most of it in the eight `anomalens` commands; the same figures on every run.
+through `ops.id_map`. 2.9 CPU-minutes, most of it in the eight commands (10-13 minutes of wall
+time on the 2-core machine while other jobs kept its load average near 25); the same figures on
+every run.
 """
 
 from __future__ import annotations
