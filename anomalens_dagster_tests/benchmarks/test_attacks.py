@@ -27,14 +27,15 @@ from benchmarks.attacks import (
     write_shop_files,
 )
 
-HISTORY = ("2026-03-01", "2026-03-03")  # simulated: the first two days are history, the third is attacked
+HISTORY = ("2026-03-01", "2026-03-04")  # simulated: the first two days are history, the third is attacked
 ATTACK_DAY = dt.date(2026, 3, 3)
+NEXT_DAY = dt.date(2026, 3, 4)  # a second batch, whose victims may be accounts the first made
 EPISODES = 5
 
 
 @pytest.fixture(scope="module")
 def simulated_store_file(tmp_path_factory) -> Path:
-    """Three simulated days of the small store, built once for the module (copy it, never change it)."""
+    """Four simulated days of the small store, built once for the module (copy it, never change it)."""
     path = tmp_path_factory.mktemp("attacked_store") / "anomalens.duckdb"
     tags = {"dagster/asset_partition_range_start": HISTORY[0], "dagster/asset_partition_range_end": HISTORY[1]}
     assert materialize_store(AnomaLensDuckDB(database=str(path)), dict(SMALL_SIMULATION), tags=tags).success
@@ -47,10 +48,23 @@ def store(simulated_store_file, db_path) -> Path:
     return db_path
 
 
-def attacks(db_path: Path, seed: int, batch: int = 1):
+def attacks(db_path: Path, seed: int, batch: int = 1, day: dt.date = ATTACK_DAY):
     with duckdb.connect(str(db_path), read_only=True) as conn:
-        view = load_store_view(conn, ATTACK_DAY, ATTACK_DAY)
+        view = load_store_view(conn, day, day)
     return generate_attacks(view, seed=seed, batch=batch, episodes_per_kind=EPISODES)
+
+
+def ingest(db_path: Path, landing_dir: Path, tmp_path: Path) -> dg.ExecuteInProcessResult:
+    settings_path = tmp_path / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump(SHOP_LANDING_SETTINGS))
+    return dg.materialize(
+        [ingested_files, check_ingest_conserves_rows],
+        resources={
+            "duckdb": AnomaLensDuckDB(database=str(db_path)),
+            "landing": LandingZone(directory=str(landing_dir)),
+            "settings": SettingsFile(path=str(settings_path)),
+        },
+    )
 
 
 def test_the_generator_is_a_function_of_the_store_and_the_seed(store):
@@ -79,19 +93,8 @@ def test_the_shop_files_land_whole_and_the_truth_names_the_stored_rows(store, tm
     rows = attacks(store, seed=5)
     landing_dir = tmp_path / "landing"
     paths = write_shop_files(rows, landing_dir, "attacks-1")
-    settings_path = tmp_path / "settings.yaml"
-    settings_path.write_text(yaml.safe_dump(SHOP_LANDING_SETTINGS))
 
-    result = dg.materialize(
-        [ingested_files, check_ingest_conserves_rows],
-        resources={
-            "duckdb": AnomaLensDuckDB(database=str(store)),
-            "landing": LandingZone(directory=str(landing_dir)),
-            "settings": SettingsFile(path=str(settings_path)),
-        },
-    )
-
-    assert result.success
+    assert ingest(store, landing_dir, tmp_path).success
     with duckdb.connect(str(store), read_only=True) as conn:
         files = conn.execute(
             "SELECT file, rows_in, rows_loaded, rows_pending, rows_rejected, status FROM ops.ingested_files ORDER BY file"
@@ -114,3 +117,25 @@ def test_the_shop_files_land_whole_and_the_truth_names_the_stored_rows(store, tm
     new_accounts_orders = rows.orders[rows.orders["customer_id"].map(lambda c: isinstance(c, str))]
     expected = dict(zip(new_accounts_orders["id"], new_accounts_orders["customer_id"], strict=True))
     assert dict(zip(stored_customers["id"], stored_customers["source_id"], strict=True)) == expected
+
+
+def test_a_later_batch_names_accounts_an_earlier_one_made_by_the_shops_own_ids(store, tmp_path):
+    landing_dir = tmp_path / "landing"
+    first = attacks(store, seed=5)
+    write_shop_files(first, landing_dir, "attacks-1")
+    assert ingest(store, landing_dir, tmp_path).success
+    with duckdb.connect(str(store), read_only=True) as conn:
+        view = load_store_view(conn, NEXT_DAY, NEXT_DAY)
+    later = generate_attacks(view, seed=5, batch=2, episodes_per_kind=EPISODES)
+    write_shop_files(later, landing_dir, "attacks-2")
+
+    assert ingest(store, landing_dir, tmp_path).success  # the first batch's files are delivered again too
+    with duckdb.connect(str(store), read_only=True) as conn:
+        refused = conn.execute("SELECT sum(rows_rejected + rows_pending) FROM ops.ingested_files").fetchone()[0]
+        truth = episode_rows(conn, later)
+    assert set(view.shop_ids.values()) >= set(first.customers["id"])
+    assert refused == 0
+    assert len(truth) == len(later.user_activities) + len(later.orders)
+    # Victims are drawn from every account with a history, those the first batch made among them.
+    named = set(later.orders["customer_id"]) | set(later.user_activities["customer_id"].dropna())
+    assert named & set(view.shop_ids.values())

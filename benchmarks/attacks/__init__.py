@@ -10,8 +10,9 @@ session_hijack, cart_manipulation, coupon_draining, price_tampering, dormant_rea
 checkout_sniping, search_spam, refund_abuse, slow_scraping, datacentre_new_account_orders. None is
 one of the simulator's kinds (order_high_total, order_low_total, activity_burst, failed_login_run,
 and those it may add: account_takeover, card_testing, scraping, credential_stuffing,
-quantity_hoarding); only the store's own action types and order statuses are used, so no attack is
-told apart by a word the store never saw.
+quantity_hoarding). Only the store's own action types and order statuses are used, and impostors
+copy user agents common in the store (sniping bots announce headless Chrome), so no attack is told
+apart by a word the store never saw.
 
     view = load_store_view(conn, first_day, last_day)       # the store before and during the window
     rows = generate_attacks(view, seed=90211, batch=1)       # episodes inside the window

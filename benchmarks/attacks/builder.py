@@ -30,20 +30,10 @@ DATACENTRE_PREFIXES = (
     "3.80", "18.196", "34.91", "35.188", "52.14", "54.210", "20.51", "40.76", "104.131", "138.68",
     "159.65", "167.99", "5.161", "78.46", "95.217", "51.38", "51.75", "45.32", "45.63", "139.162",
 )  # fmt: skip
-# Recent browsers as they announce themselves (attackers who imitate people copy these).
-BROWSER_USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.6668.81 Mobile Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/128.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36",
-)  # fmt: skip
+# Browser automation that does not hide itself: what sniping bots run when speed matters more than stealth.
 HEADLESS_USER_AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/129.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36",
 )  # fmt: skip
 _NOT_PUBLIC_FIRST_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203})
 _EMAIL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "proton.me", "mail.com", "gmx.net", "icloud.com")
@@ -109,7 +99,9 @@ class AttackBuilder:
         """A customer account the attack signs up: a text id, a throwaway email, made-up names."""
         customer_id = "cus_" + self.rng.bytes(6).hex()
         first, last = self._made_up_name(), self._made_up_name()
-        local = f"{first}.{last}{int(self.rng.integers(1, 999))}" if self.rng.random() < 0.6 else self.rng.bytes(5).hex()
+        local = (
+            f"{first}.{last}{int(self.rng.integers(1, 999))}" if self.rng.random() < 0.6 else self.rng.bytes(5).hex()
+        )
         self._customers.append(
             {
                 "id": customer_id,
@@ -218,7 +210,16 @@ class AttackBuilder:
     def rows(self) -> AttackRows:
         activities = pd.DataFrame(
             self._activities,
-            columns=["id", "customer_id", "session_id", "timestamp", "action_type", "details", "ip_address", "user_agent"],
+            columns=[
+                "id",
+                "customer_id",
+                "session_id",
+                "timestamp",
+                "action_type",
+                "details",
+                "ip_address",
+                "user_agent",
+            ],
         )
         return AttackRows(
             customers=pd.DataFrame(self._customers, columns=["id", "email", "first_name", "last_name", "created_at"]),
@@ -236,7 +237,9 @@ class AttackBuilder:
         days = (self.view.last_day - self.view.first_day).days + 1
         latest = self.view.window_end - duration - dt.timedelta(seconds=1)
         if latest < self.view.window_start:
-            raise ValueError(f"an episode of {duration} does not fit the window {self.view.first_day}..{self.view.last_day}")
+            raise ValueError(
+                f"an episode of {duration} does not fit the window {self.view.first_day}..{self.view.last_day}"
+            )
         day = self.view.window_start + dt.timedelta(days=int(self.rng.integers(days)))
         low, high = hours or (0, 24)
         start = day + dt.timedelta(seconds=float(self.rng.uniform(low * 3600, high * 3600)))
@@ -262,8 +265,11 @@ class AttackBuilder:
         prefix = DATACENTRE_PREFIXES[int(self.rng.integers(len(DATACENTRE_PREFIXES)))]
         return f"{prefix}.{int(self.rng.integers(0, 256))}.{int(self.rng.integers(1, 255))}"
 
-    def browser(self) -> str:
-        return BROWSER_USER_AGENTS[int(self.rng.integers(len(BROWSER_USER_AGENTS)))]
+    def browser(self, other_than: str | None = None) -> str:
+        """A user agent common in the store (not `other_than`): attackers who pass for people copy the
+        browsers everyone uses (a string the store never saw would tell them apart by a word)."""
+        agents = [agent for agent in self.view.user_agents if agent != other_than] or list(self.view.user_agents)
+        return agents[int(self.rng.integers(len(agents)))]
 
     def headless(self) -> str:
         return HEADLESS_USER_AGENTS[int(self.rng.integers(len(HEADLESS_USER_AGENTS)))]
@@ -283,30 +289,33 @@ class AttackBuilder:
         picks = self.rng.choice(len(pool), size=min(count, len(pool)), replace=False)
         return list(pool.iloc[np.sort(picks)].itertuples(index=False))
 
-    def active_customer(self) -> tuple[int, str, str]:
-        """A customer with a browsing history, not used by another episode of the batch: id, usual IP, usual UA."""
+    def shop_id(self, customer_id: int) -> int | str:
+        """How the shop's files name a stored customer: its text id when its file gave one, else the number."""
+        return self.view.shop_ids.get(customer_id, customer_id)
+
+    def active_customer(self) -> tuple[int | str, str, str]:
+        """A customer with a browsing history, not used by another episode of the batch: shop id, usual IP, usual UA."""
         habits = self.view.habits[~self.view.habits["customer_id"].isin(self._used_customers)]
         if habits.empty:
             raise ValueError("every active customer is already in an episode: build a bigger store")
         row = habits.iloc[int(self.rng.integers(len(habits)))]
         self._used_customers.add(int(row.customer_id))
-        return int(row.customer_id), str(row.ip_address), str(row.user_agent)
+        return self.shop_id(int(row.customer_id)), str(row.ip_address), str(row.user_agent)
 
-    def dormant_customer(self) -> int:
-        """A customer silent for the longest time before the window (or never active), not used yet."""
+    def dormant_customer(self) -> tuple[int | str, str, str | None]:
+        """A customer silent for the longest time before the window (or never active), not used yet: shop id,
+        email, usual user agent (None if never active)."""
         customers = self.view.customers[~self.view.customers["id"].isin(self._used_customers)]
         silent_since = customers["last_seen"].fillna(customers["created_at"])
         oldest = customers[silent_since <= silent_since.quantile(0.1)]
-        customer_id = int(oldest["id"].iloc[int(self.rng.integers(len(oldest)))])
-        self._used_customers.add(customer_id)
-        return customer_id
-
-    def customer_email(self, customer_id: int) -> str:
-        customers = self.view.customers
-        return str(customers.loc[customers["id"] == customer_id, "email"].iloc[0])
+        row = oldest.iloc[int(self.rng.integers(len(oldest)))]
+        self._used_customers.add(int(row.id))
+        usual = self.view.habits.loc[self.view.habits["customer_id"] == row.id, "user_agent"]
+        return self.shop_id(int(row.id)), str(row.email), (str(usual.iloc[0]) if len(usual) else None)
 
     def hijackable_session(self, min_actions: int = 3) -> pd.Series:
-        """A customer's session in the window, of a customer not used yet, long enough to be worth stealing."""
+        """A customer's session in the window, of a customer not used yet, long enough to be worth stealing
+        (its `customer_id` the store's; `shop_id` gives the files' name for it)."""
         sessions = self.view.sessions
         sessions = sessions[(sessions["actions"] >= min_actions) & ~sessions["customer_id"].isin(self._used_customers)]
         # The hijacker continues the session within the hour after it ends: it must end inside the window.
@@ -322,4 +331,6 @@ class AttackBuilder:
         return self._next_id
 
     def _made_up_name(self) -> str:
-        return "".join(_SYLLABLES[int(k)] for k in self.rng.integers(0, len(_SYLLABLES), size=int(self.rng.integers(2, 4))))
+        return "".join(
+            _SYLLABLES[int(k)] for k in self.rng.integers(0, len(_SYLLABLES), size=int(self.rng.integers(2, 4)))
+        )

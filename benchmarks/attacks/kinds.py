@@ -46,8 +46,8 @@ def password_spraying(b: AttackBuilder) -> None:
 def session_hijack(b: AttackBuilder) -> None:
     episode = b.start_episode("session_hijack")
     victim = b.hijackable_session()
-    customer, session = int(victim.customer_id), str(victim.session_id)
-    ip, agent = b.residential_ip(), b.browser()
+    customer, session = b.shop_id(int(victim.customer_id)), str(victim.session_id)
+    ip, agent = b.residential_ip(), b.browser(other_than=str(victim.user_agent))
     at = victim.ended.to_pydatetime() + dt.timedelta(minutes=float(b.rng.uniform(2, 40)))
     gaps = iter(b.human_gaps(40, median_s=18.0))
     for url in ("/account/orders", "/account/addresses"):
@@ -119,12 +119,11 @@ def price_tampering(b: AttackBuilder) -> None:
 
 def dormant_reactivation(b: AttackBuilder) -> None:
     episode = b.start_episode("dormant_reactivation")
-    customer = b.dormant_customer()
-    ip, agent, session = b.residential_ip(), b.browser(), b.session_token()
+    customer, email, usual_agent = b.dormant_customer()
+    ip, agent, session = b.residential_ip(), b.browser(other_than=usual_agent), b.session_token()
     at = b.start_time(2 * HOUR, hours=(1, 5))  # the owner's night; the buyer of the stolen login is elsewhere
     if b.rng.random() < 0.3:
-        b.act(episode, at, "failed_login", None, session, ip, agent, success=False,
-              attempted_email=b.customer_email(customer))  # fmt: skip
+        b.act(episode, at, "failed_login", None, session, ip, agent, success=False, attempted_email=email)
         at += dt.timedelta(seconds=float(b.human_gaps(1, 12.0)[0]))
     b.act(episode, at, "login", customer, session, ip, agent, success=True)
     gaps = iter(b.human_gaps(40, median_s=20.0))
@@ -210,7 +209,9 @@ def slow_scraping(b: AttackBuilder) -> None:
             b.act(episode, at, "view_page", None, session, ip, agent, url=b.page())
         else:
             query = b.query()
-            b.act(episode, at, "search", None, session, ip, agent, query=query, url="/search?q=" + query.replace(" ", "+"))
+            b.act(
+                episode, at, "search", None, session, ip, agent, query=query, url="/search?q=" + query.replace(" ", "+")
+            )
         at += dt.timedelta(seconds=float(gap))
 
 

@@ -120,7 +120,11 @@ def episode_rows(conn: duckdb.DuckDBPyConnection, rows: AttackRows) -> pd.DataFr
         conn.unregister("attack_activity_ids")
     activities = activities.merge(mapped, on="source_id", how="left")
     orders = pd.DataFrame(
-        [(ENTITY_ORDER, order_id, episode.kind, episode.episode_id) for episode in rows.episodes for order_id in episode.order_ids],
+        [
+            (ENTITY_ORDER, order_id, episode.kind, episode.episode_id)
+            for episode in rows.episodes
+            for order_id in episode.order_ids
+        ],
         columns=["entity_type", "entity_id", "kind", "episode_id"],
     )
     conn.register("attack_order_ids", orders[["entity_id"]])

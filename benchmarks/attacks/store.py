@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.constants import CUSTOMERS, PRODUCTS, STORE_SCHEMA, USER_ACTIVITIES
+from anomalens_dagster.constants import CUSTOMERS, OPS_SCHEMA, PRODUCTS, STORE_SCHEMA, USER_ACTIVITIES
+from anomalens_dagster.core.landing.rules import ID_MAP
+
+COMMON_USER_AGENTS = 30  # how many of the store's most used user agents impostors copy from
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,13 @@ class StoreView:
     last_day: dt.date
     products: pd.DataFrame  # id, name, price
     customers: pd.DataFrame  # id, email, created_at, last_seen (NaT: never active before the window)
+    # The shop's own id of each customer whose file gave a text id (ops.id_map): files refer to them so.
+    shop_ids: dict[int, str]
     # Each customer's most used IP address and user agent before the window (customers never active: absent).
     habits: pd.DataFrame  # customer_id, ip_address, user_agent
     # Sessions of registered customers inside the window: what a stolen session cookie continues.
     sessions: pd.DataFrame  # session_id, customer_id, started, ended, actions, ip_address, user_agent
+    user_agents: tuple[str, ...]  # the most common user agents before the window (what impostors copy)
     page_urls: tuple[str, ...]  # pages `view_page` showed before the window
     search_queries: tuple[str, ...]  # what visitors searched for before the window
 
@@ -74,6 +80,11 @@ def load_store_view(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
             GROUP BY session_id ORDER BY session_id""",
         window,
     ).df()
+    agents = conn.execute(
+        f"""SELECT user_agent FROM {activities} WHERE timestamp < $start AND user_agent IS NOT NULL
+            GROUP BY user_agent ORDER BY count(*) DESC, user_agent LIMIT $top""",
+        {"start": start, "top": COMMON_USER_AGENTS},
+    ).fetchall()
     pages = conn.execute(
         f"""SELECT DISTINCT json_extract_string(details, '$.url') AS url FROM {activities}
             WHERE timestamp < $start AND action_type = 'view_page' AND url IS NOT NULL ORDER BY url""",
@@ -84,17 +95,32 @@ def load_store_view(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_da
             WHERE timestamp < $start AND action_type = 'search' AND query IS NOT NULL ORDER BY query""",
         {"start": start},
     ).fetchall()
+    mapped = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $table",
+        {"schema": OPS_SCHEMA, "table": ID_MAP},
+    ).fetchone()[0]
+    shop_ids = (
+        dict(
+            conn.execute(
+                f"SELECT id, source_id FROM {OPS_SCHEMA}.{ID_MAP} WHERE kind = $kind", {"kind": CUSTOMERS}
+            ).fetchall()
+        )
+        if mapped
+        else {}
+    )
     if products.empty or customers.empty:
         raise ValueError("the store holds no products or no customers: build it before generating attacks")
-    if not pages or not queries:
+    if not pages or not queries or not agents:
         raise ValueError(f"the store holds no browsing before {first_day}: attacks need earlier days to imitate")
     return StoreView(
         first_day=first_day,
         last_day=last_day,
         products=products,
         customers=customers,
+        shop_ids=shop_ids,
         habits=habits,
         sessions=sessions,
+        user_agents=tuple(agent for (agent,) in agents),
         page_urls=tuple(url for (url,) in pages),
         search_queries=tuple(query for (query,) in queries),
     )
