@@ -221,3 +221,16 @@ def test_text_ids_keep_their_source_id_and_get_a_stable_integer_id(store, landin
            JOIN ops.id_map AS c ON c.kind = 'customers' AND c.source_id = 'CUST-zzzz'"""
     ).fetchall()
     assert late == [(True,)]
+
+
+def test_text_customer_references_keep_their_exact_ids_when_another_in_the_file_is_not_known_yet():
+    # Int64 with NA once went through float64, which rounds ids near 4e18 onto their neighbours.
+    from anomalens_dagster.core.landing.delivery import _customer_ids
+    from anomalens_dagster.core.landing.ids import TEXT_ID_BASE, IdMap
+
+    id_map = IdMap(stored=lambda kind, wanted: {text: TEXT_ID_BASE + 1 for text in wanted if text == "C-1"})
+
+    ids = _customer_ids(pd.Series(["C-1", "C-2", "7"]), id_map)
+
+    assert ids.iloc[0] == TEXT_ID_BASE + 1
+    assert ids.isna().tolist() == [False, True, False] and ids.iloc[2] == 7

@@ -300,7 +300,8 @@ def _customer_ids(text: pd.Series, id_map: IdMap) -> pd.Series:
     ids = pd.Series(pd.NA, index=text.index, dtype="Int64")
     ids[integer] = pd.to_numeric(stripped[integer].str.replace(r"\.0*$", "", regex=True)).to_numpy(dtype="int64")
     if textual.any():
-        ids[textual] = id_map.resolve(CUSTOMERS, stripped[textual], assign=False).to_numpy()
+        # `.array` keeps Int64 (see validation._text_ids_resolved).
+        ids[textual] = id_map.resolve(CUSTOMERS, stripped[textual], assign=False).array
     return ids
 
 

@@ -147,7 +147,8 @@ def _text_ids_resolved(
     resolved = pd.Series(pd.NA, index=text.index, dtype="Int64")
     if textual.any():
         target = kind if column.name == "id" else column.references
-        resolved[textual] = id_map.resolve(target, stripped[textual], assign=column.name == "id").to_numpy()
+        # `.array` keeps Int64: `.to_numpy()` of a series holding NA is float64, which rounds ids near 4e18.
+        resolved[textual] = id_map.resolve(target, stripped[textual], assign=column.name == "id").array
     return textual, resolved
 
 
