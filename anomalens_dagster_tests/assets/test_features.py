@@ -8,6 +8,7 @@ import pandas as pd
 
 from anomalens_dagster.assets.day_summaries import entity_day_summaries
 from anomalens_dagster.assets.features import activity_features, feature_checks, order_features
+from anomalens_dagster.settings import SettingsFile
 from anomalens_dagster_tests.assets.conftest import RANGE_TAGS, materialize_store
 from anomalens_dagster_tests.conftest import DEFAULT_SETTINGS
 
@@ -146,3 +147,25 @@ def test_a_range_with_a_day_without_activities_names_that_day_in_the_metadata_an
         "no rows in store.user_activities for 2026-03-03: nothing to compute, so that day has no rows here",
     ]
     assert "empty_days" not in one_full_day.get_asset_materialization_events()[0].materialization.metadata
+
+
+def test_the_settings_files_features_section_reaches_the_baselines(
+    duckdb_resource, db_path, small_simulation, tmp_path
+):
+    materialize_store(duckdb_resource, small_simulation, tags=RANGE_TAGS)
+    dg.materialize([entity_day_summaries, order_features], resources=RESOURCES(duckdb_resource), tags=RANGE_TAGS)
+    shrunk = features_of(db_path, "order_features")["amount_to_customer_usual_log_ratio"]
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("features:\n  baseline_shrinkage: 0\n")
+
+    dg.materialize(
+        [order_features],
+        resources={"duckdb": duckdb_resource, "settings": SettingsFile(path=str(settings_file))},
+        partition_key="2026-03-02",
+    )
+
+    unshrunk = features_of(db_path, "order_features")["amount_to_customer_usual_log_ratio"]
+    second_day = features_of(db_path, "order_features")["created_at"] >= "2026-03-02"
+    assert (unshrunk[~second_day] == shrunk[~second_day]).all()
+    # Without shrinkage a returning customer's usual is their own: farther from the store's for some.
+    assert (unshrunk[second_day] != shrunk[second_day]).any()
