@@ -12,8 +12,11 @@ without the kind: every other row of the day is drawn independently of the injec
 
 Printed per left-out kind, out of time (the kind exists nowhere else): episodes, episode recall
 (an episode is caught when at least 20 % of its rows are flagged), row recall and the share of
-normal rows flagged, per entity and per detector and the ensemble. Then, for the kinds that did
-stay in training, the ensemble's in-sample and out-of-time figures side by side.
+normal rows flagged, per entity and per detector and the ensemble; beside them the former ensemble
+(median of the capped score / threshold ratios) on the same scores, and the ensemble on the rows
+exactly one detector flagged (`ensemble_on_rows_one_detector_flags`: its recall is how often a
+lone detector is heard). Then, for the kinds that did stay in training, the ensemble's in-sample
+and out-of-time figures side by side.
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ def measure(store: HeldOutStore) -> StoreQuality:
 
     with duckdb.connect(str(store.path), read_only=True) as conn:
         scores, labels = conn.execute(SCORES_SQL).df(), conn.execute(LABELS_SQL).df()
+        thresholds = conn.execute(THRESHOLDS_SQL).df()
+    scores = pd.concat([scores, former_ensemble(scores, thresholds), single_detector_rows(scores)], ignore_index=True)
     evaluation = evaluate_splits(scores, labels)
     episodes = []
     for split, rows in (
@@ -179,6 +184,38 @@ def measure(store: HeldOutStore) -> StoreQuality:
         if rows.any():
             episodes.append(episodes_caught(scores[rows], labels).assign(split=split))
     return StoreQuality(evaluation, pd.concat(episodes, ignore_index=True))
+
+
+# The ensemble before this one, for comparison: the median of the four score / threshold ratios, each
+# capped at 4, flagged above 1 (about half the detectors past their thresholds).
+FORMER_ENSEMBLE = "median_ratio_before"
+FORMER_RATIO_CAP = 4.0
+# The new ensemble's flags restricted to rows exactly one detector flagged: how often one detector is heard.
+SINGLE_DETECTOR = "ensemble_on_rows_one_detector_flags"
+THRESHOLDS_SQL = """
+SELECT entity_type, detector, version AS model_version, CAST(metrics->>'threshold' AS DOUBLE) AS threshold
+FROM ml.model_registry
+"""
+
+
+def former_ensemble(scores: pd.DataFrame, thresholds: pd.DataFrame) -> pd.DataFrame:
+    """The former ensemble's rows (detector `FORMER_ENSEMBLE`) computed from the detectors' stored scores."""
+    parts = scores[scores["detector"].isin(DETECTOR_NAMES)].merge(
+        thresholds.drop(columns="model_version").drop_duplicates(["entity_type", "detector"], keep="last"),
+        on=["entity_type", "detector"],
+    )
+    parts = parts.assign(ratio=(parts["score"] / parts["threshold"]).clip(upper=FORMER_RATIO_CAP))
+    median = parts.groupby(["entity_type", "entity_id", "out_of_time"], as_index=False)["ratio"].median()
+    return median.rename(columns={"ratio": "score"}).assign(detector=FORMER_ENSEMBLE, is_anomaly=median["ratio"] > 1.0)
+
+
+def single_detector_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """The ensemble's rows for the entities exactly one of the four detectors flagged (detector `SINGLE_DETECTOR`)."""
+    detectors = scores[scores["detector"].isin(DETECTOR_NAMES)]
+    flagged_by = detectors.groupby(["entity_type", "entity_id"])["is_anomaly"].sum()
+    single = flagged_by[flagged_by == 1].index
+    ensemble = scores[scores["detector"] == DETECTOR_ENSEMBLE].set_index(["entity_type", "entity_id"])
+    return ensemble[ensemble.index.isin(single)].reset_index().assign(detector=SINGLE_DETECTOR)
 
 
 def figures(quality: StoreQuality, split: str, kind: str) -> pd.DataFrame:
@@ -195,7 +232,9 @@ def figures(quality: StoreQuality, split: str, kind: str) -> pd.DataFrame:
     return merged.merge(pooled[["entity_type", "detector", "normal_flag_rate"]], on=["entity_type", "detector"])
 
 
-DETECTOR_ORDER = {name: rank for rank, name in enumerate((DETECTOR_ENSEMBLE, *DETECTOR_NAMES))}
+DETECTOR_ORDER = {
+    name: rank for rank, name in enumerate((DETECTOR_ENSEMBLE, FORMER_ENSEMBLE, SINGLE_DETECTOR, *DETECTOR_NAMES))
+}
 
 
 def main() -> None:

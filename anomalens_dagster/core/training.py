@@ -13,8 +13,11 @@ Training exclusion: attacks cannot poison the models
     - every entity in `ops.confirmed_anomalies`, the analyst's confirmed anomalies, when that view
       exists (no feedback yet: nothing confirmed).
     How many rows each reason left out is returned and recorded with the model. Attacks the models
-    in force missed stay in; the tail calibration (core/detectors/calibration.py) is what keeps a
-    few percent of them from making their scores look ordinary.
+    in force missed stay in; the tail calibration (core/detectors/calibration.py) keeps up to about
+    2 % of a window from making their scores look ordinary, not more. Measured (README, "Training
+    that attacks cannot poison"): six copies of a day's attacks landed into three training days, the
+    ensemble's recall on that day's attacks went from 0.874 to 1.000 after retraining, and to 0.107
+    with the exclusion switched off.
 
 Hold-out days
     With `holdout_days` N the window ends N days before the latest day: the models never see the

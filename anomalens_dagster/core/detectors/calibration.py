@@ -2,37 +2,42 @@
 
 Every detector scores on its own scale (max |z|, isolation depth, RMS distance, squared
 reconstruction error). To combine them (core/scoring.py), each score becomes p = P(S >= score)
-among normal training rows: 0.5 is an ordinary row, 10^-6 a row far rarer than anything the
-training days showed. `TailCalibration.fit` learns this at fit time, so scoring needs no training
-data and a day scores the same alone or with others.
-
-Which rows are "normal": the training rows the detector itself does not flag (score <= its
-threshold), so the anomalies the training window still holds (a few percent) do not make the
-tail look ordinary: with all rows as reference, an attack that is 1 % of the window could never
-be rarer than p = 0.01, whatever its score.
+over the training rows: 0.5 is an ordinary row, 10^-6 a row far rarer than anything the training
+days showed. `TailCalibration.fit` learns this at fit time, so scoring needs no training data and a
+day scores the same alone or with others.
 
 Two parts:
-- the bulk, up to the reference's `TAIL_START_QUANTILE` quantile u: the empirical survival
-  function, interpolated between `BULK_GRID_POINTS` quantiles;
+- the bulk, up to the training scores' `TAIL_START_QUANTILE` (98th percentile) u: the empirical
+  survival function, interpolated between `BULK_GRID_POINTS` quantiles;
 - the tail beyond u: an exponential, p(s) = p(u) exp(-(s - u) / beta), with beta matched to the
-  reference's quantiles `TAIL_START_QUANTILE` and `TAIL_FIT_QUANTILE`. Beyond the training data
-  the probability keeps falling, so the scores of two extreme rows never tie at a floor, and
-  ln p is linear in the score: a score twice as far out is exponentially rarer. For the light
-  (Gaussian-like) tails of max |z| and distances an exponential is conservative: it calls an
-  extreme row less rare than it is.
+  quantiles `TAIL_FIT_FROM_QUANTILE` (90th) and `TAIL_START_QUANTILE`. Beyond the training data the
+  probability keeps falling, so two extreme rows never tie at a floor.
+
+Why the tail starts at the 98th percentile, not at the training maximum: a window holds anomalies
+(the simulator injects 1.5-2 % of rows), and they sit in its top percentiles. An empirical tail
+would say an attack that is 1 % of the window is never rarer than p = 0.01, however far out; the
+exponential fitted below the top 2 % does not see them. That guard is also the limit: anomalies
+that are more than about 2 % of a detector's training window set its tail and read as ordinary,
+which is what the training exclusion (core/training.py) is for. Trimming instead to the rows a
+detector does not flag itself (score <= threshold) was tried and rejected: about 1 % of normal
+activities lie beyond DBSCAN's radius, and against its trimmed reference they read as rarer than
+1e-5, so DBSCAN alone put 1.2 % of normal activities through the ensemble (seed 42, out of time).
 
 Which scale the tail is exponential on is a property of what the score measures, declared by each
-detector as `tail_power` (the calibration works on score ** tail_power): max |z| and DBSCAN's RMS
-distance over standardised columns fall off like a Gaussian, exp(-s^2 / 2), so their tail is
-exponential in s^2 (power 2; on s itself a z of 10 read as only 1 in 200); the autoencoder's
-mean squared error has a heavier tail than a squared Gaussian distance (a network's errors on rare
-but normal rows), so its tail is fitted on the RMS error (power 0.5: on the squared error itself
-0.1 % of normal activities read as rarer than 1e-4); the isolation forest's score is a depth, on
-its own scale (power 1).
+detector as `tail_power` (the calibration works on score ** tail_power). Distances get an
+exponential tail in the distance itself: DBSCAN's RMS distance to the nearest core sample (power 1)
+and the autoencoder's RMS reconstruction error, the square root of its mean squared error (power
+0.5). Normal traffic has a heavy tail of rows far from every dense region (about 1 % of simulated
+activities are DBSCAN noise): fitted on the squared distance, as a Gaussian tail would be, those
+rows read as rarer than 1e-5 and DBSCAN alone flagged 0.85 % of normal activities through the
+ensemble (held-out store of the quality-floor test); on the squared error the autoencoder called 0.1 %
+of normal activities rarer than 1e-4. max |z| over log-scaled features is the one score with a
+Gaussian-like tail, so its tail is exponential in z^2 (power 2): on z itself a z of 10 read as only
+1 in 200. The isolation forest's score is a depth on its own scale (power 1).
 
-Degenerate references (most rows at one value, e.g. distance 0 to a core sample) fall back to
-the spread between u and the largest reference score, then to a tiny scale: a training window
-that never varied above u makes anything above it very rare.
+Degenerate training scores (most rows at one value, e.g. distance 0 to a core sample) fall back to
+the spread between u and the largest training score, then to a tiny scale: a training window that
+never varied above u makes anything above it very rare.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ DEGENERATE_SCALE = 1e-9
 class TailCalibration:
     """ln P(S >= s) among a detector's normal training rows; see the module docstring."""
 
-    grid_scores: np.ndarray  # increasing bulk scores, ending at tail_start
+    grid_scores: np.ndarray  # increasing bulk scores (on the powered scale), ending at tail_start
     grid_log_p: np.ndarray  # ln survival at each, non-increasing, ending at tail_log_p
     tail_start: float
     tail_log_p: float

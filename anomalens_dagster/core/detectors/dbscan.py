@@ -60,7 +60,6 @@ class DBSCANDetector(Detector):
     """
 
     name = DETECTOR_DBSCAN
-    tail_power = 2.0  # an RMS distance over standardised columns: a Gaussian-like tail (calibration.py)
 
     def __init__(
         self,
