@@ -174,7 +174,7 @@ def evaluate(store) -> tuple[dict, list[dict]]:
     }
     with duckdb.connect(str(store.database), read_only=True) as conn:
         rows = conn.execute(
-            "SELECT * FROM detections.detector_evaluation WHERE anomaly_kind = 'all' ORDER BY entity_type, detector"
+            "SELECT * FROM detections.detector_evaluation WHERE anomaly_kind = 'all' AND split = 'all' ORDER BY entity_type, detector"
         ).df()
     return metadata, rows.to_dict("records")
 

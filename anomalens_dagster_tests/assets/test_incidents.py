@@ -22,7 +22,11 @@ def materialize_incidents(resource, **config) -> dg.ExecuteInProcessResult:
 @pytest.fixture
 def scored_records(trained_store):
     """The trained store with both days scored and their anomaly records written."""
-    dg.materialize([activity_scores, order_scores, anomalies], resources={"duckdb": trained_store}, tags=RANGE_TAGS)
+    dg.materialize(
+        [activity_scores, order_scores, anomalies],
+        resources={"duckdb": trained_store, "settings": DEFAULT_SETTINGS},
+        tags=RANGE_TAGS,
+    )
     return trained_store
 
 
@@ -78,7 +82,9 @@ def test_rescoring_a_day_keeps_the_incident_ids_and_records_rewritten_get_them_b
     materialize_incidents(scored_records)
     before = query(db_path, "SELECT incident_id, row_count FROM detections.incidents ORDER BY ALL")
 
-    dg.materialize([anomalies], resources={"duckdb": scored_records}, partition_key=DAYS[1])
+    dg.materialize(
+        [anomalies], resources={"duckdb": scored_records, "settings": DEFAULT_SETTINGS}, partition_key=DAYS[1]
+    )
     assert not check_incidents_cover_every_flagged_row(duckdb=scored_records).passed  # until regrouped
     assert query(
         db_path,
