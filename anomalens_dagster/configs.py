@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
 from anomalens_dagster.core.simulator import SimulationSettings
+from anomalens_dagster.scaleout.settings import EXECUTION_SECTION, STORAGE_SECTION, ExecutionConfig, StorageConfig
 
 
 class SimulationConfig(dg.Config):
@@ -222,6 +223,9 @@ SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     "training": TrainingConfig,
     "detection": DetectionConfig,
     LANDING_SECTION: LandingConfig,
+    # Read when the code location loads: the storage backend and the executor (scaleout/settings.py).
+    STORAGE_SECTION: StorageConfig,
+    EXECUTION_SECTION: ExecutionConfig,
 }
 
 

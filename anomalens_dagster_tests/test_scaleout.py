@@ -1,0 +1,301 @@
+"""Scale-out on real engines: DuckLake (catalog in PostgreSQL), Dagster on PostgreSQL, Celery with Redis.
+
+The module starts its own PostgreSQL (Debian's binaries, as the `postgres` account when root) and
+Redis on 127.0.0.1, and two dagster-celery workers, all stopped at the end. The 14-day backfill runs
+one run per day, 4 at a time, and must leave the same tables as one process writing one DuckDB file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from anomalens_dagster.constants import DUCKDB_PATH_ENV_VAR, SETTINGS_ENV_VAR
+from anomalens_dagster.core.warehouse import replace_window
+from anomalens_dagster.resources import AnomaLensDuckDB
+from anomalens_dagster.scaleout import backfill as scaleout_backfill
+from anomalens_dagster.scaleout.configured import days_job_name
+from anomalens_dagster.scaleout.lake import AnomaLensDuckLake
+from anomalens_dagster.scaleout.local import celery_workers, local_postgres, local_redis
+from anomalens_dagster.scaleout.settings import DEFAULT_CATALOG_PASSWORD_ENV_VAR
+from anomalens_dagster_tests.conftest import SMALL_SIMULATION
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow, pytest.mark.timeout(900)]
+
+LAKE_DATABASE = "anomalens_lake"
+# Lakes of the smaller tests, so that their tables never meet the backfill's.
+CONFLICT_LAKE_DATABASE = "conflict_lake"
+TIMEOUT_LAKE_DATABASE = "timeout_lake"
+DAGSTER_DATABASE = "dagster"
+DAYS = 14
+PARALLEL = 4
+FIRST_DAY = dt.date(2026, 3, 2)
+RUN_TIMEOUT_SECONDS = 240.0
+# The single-file build and the backfill run side by side; either may wait for the other's CPU.
+BUILD_TIMEOUT_SECONDS = 600.0
+# A small store keeps 14 days inside the CI budget; the benchmark measures the demo size and more.
+SIMULATION = {**SMALL_SIMULATION, "orders_per_day": 40, "activities_per_day": 400}
+TRAINING = {"training_days": 30}
+SCALEOUT_YAML = Path(scaleout_backfill.__file__).with_name("dagster.yaml")
+# Columns that name when or by which model version a row was computed, not what was computed.
+RUN_COLUMNS = ("model_version", "detected_at", "trained_at", "last_detected", "first_detected", "generated_at")
+AUTOENCODER_TOLERANCE = 1e-4
+SCORE_TOLERANCE = 1e-6
+LOCK_WORDS = ("could not set lock", "database is locked", "transaction conflict", "conflicted")
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """PostgreSQL with the lake's catalog and Dagster's databases, Redis, and the environment that reaches them."""
+    password = secrets.token_hex(16)
+    databases = [LAKE_DATABASE, CONFLICT_LAKE_DATABASE, TIMEOUT_LAKE_DATABASE, DAGSTER_DATABASE]
+    with local_postgres(databases, password) as postgres, local_redis() as redis_url:
+        folder = tmp_path_factory.mktemp("scaleout")
+        settings = folder / "settings.yaml"
+        settings.write_text(
+            yaml.safe_dump(
+                {
+                    "simulation": SIMULATION,
+                    "training": TRAINING,
+                    "storage": {
+                        "backend": "ducklake",
+                        "catalog": postgres.dsn(LAKE_DATABASE),
+                        "data_path": str(folder / "lake"),
+                    },
+                    "execution": {"executor": "celery", "broker": f"{redis_url}/0", "backend": f"{redis_url}/1"},
+                }
+            )
+        )
+        home = folder / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(SCALEOUT_YAML, home / "dagster.yaml")
+        yield {
+            "DAGSTER_HOME": str(home),
+            SETTINGS_ENV_VAR: str(settings),
+            DEFAULT_CATALOG_PASSWORD_ENV_VAR: password,
+            "ANOMALENS_DAGSTER_PG_HOST": postgres.host,
+            "ANOMALENS_DAGSTER_PG_PORT": str(postgres.port),
+            "ANOMALENS_DAGSTER_PG_USER": postgres.user,
+            "ANOMALENS_DAGSTER_PG_PASSWORD": password,
+            "ANOMALENS_DAGSTER_PG_DB": DAGSTER_DATABASE,
+            "CATALOG_DSN": postgres.dsn(LAKE_DATABASE),
+            "CONFLICT_CATALOG_DSN": postgres.dsn(CONFLICT_LAKE_DATABASE),
+            "TIMEOUT_CATALOG_DSN": postgres.dsn(TIMEOUT_LAKE_DATABASE),
+            "REDIS": redis_url,
+            "DATA_PATH": str(folder / "lake"),
+            "BROKER": f"{redis_url}/0",
+            "BACKEND": f"{redis_url}/1",
+            "FOLDER": str(folder),
+        }
+
+
+@pytest.fixture
+def scaleout_env(services, monkeypatch) -> dict[str, str]:
+    """This process's environment pointed at the scale-out instance and settings (spawned runs inherit it)."""
+    for name, value in services.items():
+        if name.isupper() and (name.startswith(("ANOMALENS", "DAGSTER")) or name == DEFAULT_CATALOG_PASSWORD_ENV_VAR):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv(SETTINGS_ENV_VAR, services[SETTINGS_ENV_VAR])
+    return services
+
+
+def lake(services, catalog_key: str = "CATALOG_DSN", data_path: str | None = None) -> AnomaLensDuckLake:
+    data_path = data_path or services["DATA_PATH"]
+    return AnomaLensDuckLake(
+        database=str(Path(data_path) / "anomalens.ducklake"),
+        catalog=services[catalog_key],
+        catalog_password=services[DEFAULT_CATALOG_PASSWORD_ENV_VAR],
+        data_path=data_path,
+        write_conflict_retries=3,
+    )
+
+
+def start_single_file_build(folder: Path) -> tuple[subprocess.Popen, Path]:
+    """`anomalens run` of the same 14 days and settings (storage and executor aside) into a DuckDB file."""
+    settings = folder / "single-file-settings.yaml"
+    settings.write_text(yaml.safe_dump({"simulation": SIMULATION, "training": TRAINING}))
+    database = folder / "single.duckdb"
+    env = {
+        **os.environ,
+        SETTINGS_ENV_VAR: str(settings),
+        DUCKDB_PATH_ENV_VAR: str(database),
+        "DAGSTER_HOME": str(folder / "single_home"),
+    }
+    last = FIRST_DAY + dt.timedelta(days=DAYS - 1)
+    command = [
+        str(Path(sys.executable).with_name("anomalens")),
+        "run",
+        "--days",
+        str(DAYS),
+        "--end-date",
+        last.isoformat(),
+        "--db",
+        str(database),
+        "--settings",
+        str(settings),
+    ]
+    log = open(folder / "single-file-build.log", "w")  # noqa: SIM115 - closed by the process's end
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder), database
+
+
+def tables_of(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY ALL"
+    ).fetchall()
+
+
+def frame_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> pd.DataFrame:
+    return conn.execute(f"SELECT * FROM {schema}.{table}").fetch_df()
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows without their run columns, in one order, every column as text or a float."""
+    kept = frame[[column for column in frame.columns if column not in RUN_COLUMNS]]
+    exact = [column for column in kept.columns if not pd.api.types.is_float_dtype(kept[column])]
+    as_text = kept.astype({column: str for column in exact})
+    return as_text.sort_values(exact + [c for c in kept.columns if c not in exact]).reset_index(drop=True)
+
+
+def assert_same_rows(schema: str, table: str, single: pd.DataFrame, lake_rows: pd.DataFrame) -> None:
+    assert sorted(lake_rows.columns) == sorted(single.columns), f"{schema}.{table}: columns differ"
+    single_rows, lake_sorted = comparable(single), comparable(lake_rows[single.columns])
+    assert len(lake_sorted) == len(single_rows), (
+        f"{schema}.{table}: {len(lake_sorted)} rows, single file {len(single_rows)}"
+    )
+    for column in single_rows.columns:
+        if pd.api.types.is_float_dtype(single_rows[column]):
+            tolerance = AUTOENCODER_TOLERANCE if "autoencoder" in column or "ensemble" in column else SCORE_TOLERANCE
+            expected, actual = single_rows[column].to_numpy(), lake_sorted[column].to_numpy()
+            close = [
+                (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+                for a, b in zip(expected, actual, strict=True)
+            ]
+            assert all(close), f"{schema}.{table}.{column}: {close.count(False)} values differ beyond {tolerance:g}"
+        else:
+            differ = int((single_rows[column] != lake_sorted[column]).sum())
+            assert differ == 0, f"{schema}.{table}.{column}: {differ} values differ"
+
+
+def test_a_14_day_backfill_on_ducklake_4_days_at_a_time_equals_one_process_on_one_file(scaleout_env, tmp_path):
+    single_build, single_database = start_single_file_build(tmp_path)
+    days = [FIRST_DAY + dt.timedelta(days=offset) for offset in range(DAYS)]
+    folder = Path(scaleout_env["FOLDER"])
+    workers_env = {name: value for name, value in os.environ.items()}
+    try:
+        with celery_workers(2, 2, scaleout_env["BROKER"], scaleout_env["BACKEND"], workers_env, folder / "celery"):
+            outcomes = scaleout_backfill.backfill(days, PARALLEL, RUN_TIMEOUT_SECONDS)
+        single_build.wait(timeout=BUILD_TIMEOUT_SECONDS)
+    finally:
+        if single_build.poll() is None:
+            single_build.kill()
+    assert single_build.returncode == 0, (tmp_path / "single-file-build.log").read_text()[-3000:]
+
+    # In DuckLake mode a backfill is one run per day, each day exactly once per daily phase.
+    for group in ("store", "features", "detections"):
+        partitions = sorted(o.partition for o in outcomes if o.job_name == days_job_name(group))
+        assert partitions == [day.isoformat() for day in days]
+
+    with dg.DagsterInstance.get() as instance:
+        for outcome in outcomes:
+            run = instance.get_run_by_id(outcome.run_id)
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            texts = [
+                (record.user_message or "") + json.dumps(record.dagster_event.event_specific_data, default=str)
+                if record.dagster_event
+                else record.user_message or ""
+                for record in instance.all_logs(outcome.run_id)
+            ]
+            locked = [text for text in texts if any(word in text.lower() for word in LOCK_WORDS)]
+            assert not locked, f"run {outcome.run_id} ({outcome.job_name} {outcome.partition}): {locked[:2]}"
+
+    with duckdb.connect(str(single_database), read_only=True) as single, lake(scaleout_env).read_connection() as conn:
+        single_tables = [table for table in tables_of(single) if table[0] != "ml"]
+        assert single_tables == [table for table in tables_of(conn) if table[0] != "ml"]
+        for schema, table in single_tables:
+            assert_same_rows(schema, table, frame_of(single, schema, table), frame_of(conn, schema, table))
+
+
+def test_a_day_rewritten_by_another_writer_meanwhile_is_written_again_by_a_retry_and_stored_once(services, tmp_path):
+    resource = lake(services, "CONFLICT_CATALOG_DSN", str(tmp_path / "lake"))
+    start = dt.datetime(2026, 3, 2)
+    end = start + dt.timedelta(days=1)
+
+    def day_rows(value: int) -> pd.DataFrame:
+        return pd.DataFrame({"ts": [start + dt.timedelta(hours=hour) for hour in range(24)], "value": [value] * 24})
+
+    with resource.get_connection() as conn:
+        replace_window(conn, "features", "conflicted", [day_rows(0)], "ts", start, end)
+    attempts = []
+
+    def rows_while_another_writer_commits(value: int) -> Iterator[pd.DataFrame]:
+        yield day_rows(value)
+        if len(attempts) == 1:  # between this transaction's delete and its commit, the first time only
+            with resource.get_connection() as other:
+                replace_window(other, "features", "conflicted", [day_rows(-1)], "ts", start, end)
+
+    @dg.asset
+    def conflicted(duckdb: AnomaLensDuckDB) -> None:
+        attempts.append(1)
+        with duckdb.get_connection() as conn:
+            replace_window(conn, "features", "conflicted", rows_while_another_writer_commits(1), "ts", start, end)
+
+    result = dg.materialize([conflicted], resources={"duckdb": resource})
+
+    assert result.success
+    assert len(attempts) == 2
+    retried = [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retried) == 1
+    with resource.read_connection() as conn:
+        rows = conn.execute("SELECT value, count(*) FROM features.conflicted GROUP BY value").fetchall()
+    assert rows == [(1, 24)]
+
+
+def test_a_day_run_whose_steps_no_worker_takes_fails_the_backfill_at_its_timeout(services, monkeypatch, tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "simulation": SIMULATION,
+                "storage": {
+                    "backend": "ducklake",
+                    "catalog": services["TIMEOUT_CATALOG_DSN"],
+                    "data_path": str(tmp_path / "lake"),
+                },
+                # A Redis database no worker listens to: the day runs' steps wait forever.
+                "execution": {
+                    "executor": "celery",
+                    "broker": f"{services['REDIS']}/5",
+                    "backend": f"{services['REDIS']}/6",
+                },
+            }
+        )
+    )
+    for name, value in services.items():
+        if name.startswith(("ANOMALENS", "DAGSTER")) or name == DEFAULT_CATALOG_PASSWORD_ENV_VAR:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv(SETTINGS_ENV_VAR, str(settings))
+    # Days the backfill test does not write, so the instance's runs of them are this test's.
+    days = [dt.date(2025, 6, 2), dt.date(2025, 6, 3)]
+
+    with pytest.raises(scaleout_backfill.BackfillError, match="did not finish within 20 s"):
+        scaleout_backfill.backfill(days, parallel=1, run_timeout=20)
+
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(
+            filters=dg.RunsFilter(job_name=days_job_name("store"), tags={"dagster/partition": days[1].isoformat()})
+        )
+        assert run.status == dg.DagsterRunStatus.FAILURE
