@@ -52,7 +52,24 @@ SIMULATION = {**SMALL_SIMULATION, "orders_per_day": 40, "activities_per_day": 40
 TRAINING = {"training_days": 30}
 SCALEOUT_YAML = Path(scaleout_backfill.__file__).with_name("dagster.yaml")
 # Columns that name when or by which model version a row was computed, not what was computed.
-RUN_COLUMNS = ("model_version", "detected_at", "trained_at", "last_detected", "first_detected", "generated_at")
+RUN_COLUMNS = (
+    "model_version",
+    "detection_timestamp",
+    "first_detected_at",
+    "last_detected_at",
+    "detected_at",
+    "trained_at",
+    "generated_at",
+)
+DAILY_TABLES = (
+    ("store", "user_activities", '"timestamp"'),
+    ("store", "orders", "created_at"),
+    ("features", "activity_features", '"timestamp"'),
+    ("features", "order_features", "created_at"),
+    ("detections", "activity_scores", '"timestamp"'),
+    ("detections", "order_scores", "created_at"),
+    ("detections", "anomalies", "event_timestamp"),
+)
 AUTOENCODER_TOLERANCE = 1e-4
 SCORE_TOLERANCE = 1e-6
 LOCK_WORDS = ("could not set lock", "database is locked", "transaction conflict", "conflicted")
@@ -166,7 +183,8 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows without their run columns, in one order, every column as text or a float."""
     kept = frame[[column for column in frame.columns if column not in RUN_COLUMNS]]
     exact = [column for column in kept.columns if not pd.api.types.is_float_dtype(kept[column])]
-    as_text = kept.astype({column: str for column in exact})
+    # repr: a missing value reads the same on both sides (`<NA>`, `NaT`), lists and JSON as their text.
+    as_text = kept.assign(**{column: kept[column].map(repr) for column in exact})
     return as_text.sort_values(exact + [c for c in kept.columns if c not in exact]).reset_index(drop=True)
 
 
@@ -213,10 +231,9 @@ def test_a_14_day_backfill_on_ducklake_4_days_at_a_time_equals_one_process_on_on
         for outcome in outcomes:
             run = instance.get_run_by_id(outcome.run_id)
             assert run.status == dg.DagsterRunStatus.SUCCESS
+            # What each event says, its error included (a retried step's conflict, a lock it waited on).
             texts = [
-                (record.user_message or "") + json.dumps(record.dagster_event.event_specific_data, default=str)
-                if record.dagster_event
-                else record.user_message or ""
+                f"{record.user_message} {record.dagster_event!r}" if record.dagster_event else record.user_message
                 for record in instance.all_logs(outcome.run_id)
             ]
             locked = [text for text in texts if any(word in text.lower() for word in LOCK_WORDS)]
@@ -227,6 +244,12 @@ def test_a_14_day_backfill_on_ducklake_4_days_at_a_time_equals_one_process_on_on
         assert single_tables == [table for table in tables_of(conn) if table[0] != "ml"]
         for schema, table in single_tables:
             assert_same_rows(schema, table, frame_of(single, schema, table), frame_of(conn, schema, table))
+        # Equal and not empty: every day of every daily table holds rows.
+        for schema, table, time_column in DAILY_TABLES:
+            ((days_held,),) = conn.execute(
+                f"SELECT count(DISTINCT CAST({time_column} AS DATE)) FROM {schema}.{table}"
+            ).fetchall()
+            assert days_held == DAYS, f"{schema}.{table}"
 
 
 def test_a_day_rewritten_by_another_writer_meanwhile_is_written_again_by_a_retry_and_stored_once(services, tmp_path):
@@ -299,3 +322,47 @@ def test_a_day_run_whose_steps_no_worker_takes_fails_the_backfill_at_its_timeout
             filters=dg.RunsFilter(job_name=days_job_name("store"), tags={"dagster/partition": days[1].isoformat()})
         )
         assert run.status == dg.DagsterRunStatus.FAILURE
+
+
+DEFINITIONS_PROBE = """
+import json
+import dagster as dg
+from anomalens_dagster.definitions import defs
+
+repository = defs.get_repository_def()
+graph = repository.asset_graph
+print(json.dumps({
+    "resource": type(defs.resources["duckdb"]).__name__,
+    "executors": sorted({job.executor_def.name for job in repository.get_all_jobs()}),
+    "daily_policies": sorted({
+        str(graph.get(key).backfill_policy) for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned
+    }),
+    "schedules": sorted(schedule.name for schedule in repository.schedule_defs),
+}))
+"""
+
+
+def test_ducklake_settings_make_every_job_run_on_celery_and_every_day_its_own_backfill_run(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"backend": "ducklake", "catalog": "dbname=lake host=127.0.0.1", "data_path": str(tmp_path)},
+                "execution": {"executor": "celery", "broker": "redis://127.0.0.1:1/0"},
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", DEFINITIONS_PROBE],
+        env={**os.environ, SETTINGS_ENV_VAR: str(settings)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert loaded["resource"] == "AnomaLensDuckLake"
+    assert loaded["executors"] == ["celery"]
+    assert loaded["daily_policies"] == [str(dg.BackfillPolicy.multi_run(1))]
+    assert "lake_maintenance_schedule" in loaded["schedules"]
