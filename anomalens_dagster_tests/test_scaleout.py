@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -366,3 +367,21 @@ def test_ducklake_settings_make_every_job_run_on_celery_and_every_day_its_own_ba
     assert loaded["executors"] == ["celery"]
     assert loaded["daily_policies"] == [str(dg.BackfillPolicy.multi_run(1))]
     assert "lake_maintenance_schedule" in loaded["schedules"]
+
+
+def test_a_catalog_that_refuses_the_connection_fails_without_its_password_in_the_error(tmp_path):
+    from anomalens_dagster.scaleout.local import free_port
+
+    resource = AnomaLensDuckLake(
+        database=str(tmp_path / "anomalens.ducklake"),
+        catalog=f"dbname=nowhere host=127.0.0.1 port={free_port()} user=anomalens",
+        catalog_password="not-in-any-log",
+        data_path=str(tmp_path / "lake"),
+        write_conflict_retries=1,
+    )
+
+    with pytest.raises(duckdb.Error) as failure, resource.read_connection():
+        pass
+
+    assert "Unable to connect to Postgres" in str(failure.value)
+    assert "not-in-any-log" not in "".join(traceback.format_exception(failure.value))

@@ -121,18 +121,36 @@ class AnomaLensDuckLake(AnomaLensDuckDB):
             # ATTACH takes no bound parameters: the two strings are quoted as SQL literals.
             target = sql_string(f"ducklake:postgres:{self._catalog_dsn()}")
             options = f"DATA_PATH {sql_string(self.data_path)}{', READ_ONLY' if read_only else ''}"
-            conn.execute(f"ATTACH {target} AS {LAKE_NAME} ({options})")
+            failure = None
+            try:
+                conn.execute(f"ATTACH {target} AS {LAKE_NAME} ({options})")
+            except duckdb.Error as error:
+                failure = type(error), self._redacted(str(error))
+            if failure:
+                # DuckDB's message quotes the whole connection string: the password must not reach the log,
+                # so the error is raised again outside the handler (no chained original).
+                kind, message = failure
+                raise kind(message)
             conn.execute(f"USE {LAKE_NAME}")
         except BaseException:
             conn.close()
             raise
         return conn
 
+    def _redacted(self, text: str) -> str:
+        if not self.catalog_password:
+            return text
+        return text.replace(_libpq_quoted(self.catalog_password), "***").replace(self.catalog_password, "***")
+
     def _catalog_dsn(self) -> str:
         if self.catalog_password is None:
             return self.catalog
-        escaped = self.catalog_password.replace("\\", "\\\\").replace("'", "\\'")
-        return f"{self.catalog} password='{escaped}'"
+        return f"{self.catalog} password='{_libpq_quoted(self.catalog_password)}'"
+
+
+def _libpq_quoted(value: str) -> str:
+    """`value` escaped for a single-quoted libpq connection-string value."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def sql_string(value: str) -> str:

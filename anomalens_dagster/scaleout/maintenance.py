@@ -30,9 +30,7 @@ def expire_lake_snapshots(context: dg.OpExecutionContext, duckdb: AnomaLensDuckD
     )
 
 
-@dg.job(
-    description="Expire old DuckLake snapshots and delete the data files only they read.", tags=DUCKDB_WRITER_TAGS
-)
+@dg.job(description="Expire old DuckLake snapshots and delete the data files only they read.", tags=DUCKDB_WRITER_TAGS)
 def lake_maintenance_job() -> None:
     expire_lake_snapshots()
 
