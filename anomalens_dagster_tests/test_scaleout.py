@@ -35,7 +35,7 @@ from anomalens_dagster.scaleout.local import celery_workers, local_postgres, loc
 from anomalens_dagster.scaleout.settings import DEFAULT_CATALOG_PASSWORD_ENV_VAR
 from anomalens_dagster_tests.conftest import SMALL_SIMULATION
 
-pytestmark = [pytest.mark.scaleout, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LAKE_DATABASE = "anomalens_lake"
 # Lakes of the smaller tests, so that their tables never meet the backfill's.
@@ -45,7 +45,7 @@ DAGSTER_DATABASE = "dagster"
 DAYS = 14
 PARALLEL = 4
 FIRST_DAY = dt.date(2026, 3, 2)
-RUN_TIMEOUT_SECONDS = 240.0
+RUN_TIMEOUT_SECONDS = 600.0
 # The single-file build and the backfill run side by side; either may wait for the other's CPU.
 BUILD_TIMEOUT_SECONDS = 600.0
 # A small store keeps 14 days inside the CI budget; the benchmark measures the demo size and more.

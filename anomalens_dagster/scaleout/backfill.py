@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from anomalens_dagster.constants import DETECTIONS_GROUP, FEATURES_GROUP, STORE_GROUP
-from anomalens_dagster.scaleout.configured import CATALOG_JOB, SUMMARIES_JOB, days_job_name
+from anomalens_dagster.scaleout.configured import CATALOG_JOB, SUMMARIES_JOB, days_job_name, job_for_name
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,6 @@ class BackfillError(RuntimeError):
     """A run of the backfill failed or timed out; the message names it."""
 
 
-def job_for_name(job_name: str):
-    """The code location's job `job_name` (what a run process and every Celery worker reconstruct)."""
-    from anomalens_dagster.definitions import defs
-
-    return defs.resolve_job_def(job_name)
-
-
 def execute_run(job_name: str, partition: str | None, backfill_id: str, serial: bool) -> RunOutcome:
     """Execute one run on the instance of DAGSTER_HOME.
 
@@ -89,7 +82,10 @@ def execute_run(job_name: str, partition: str | None, backfill_id: str, serial: 
         if serial:
             result = job_for_name(job_name).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         else:
-            recon_job = dg.build_reconstructable_job(__name__, job_for_name.__name__, reconstructable_args=(job_name,))
+            # Named by its module, not `__name__`: run as `python -m`, this module is `__main__`.
+            recon_job = dg.build_reconstructable_job(
+                job_for_name.__module__, job_for_name.__name__, reconstructable_args=(job_name,)
+            )
             result = dg.execute_job(recon_job, instance=instance, tags=tags, raise_on_error=False)
         error = None
         if not result.success:

@@ -37,6 +37,13 @@ def days_job_name(group: str) -> str:
     return f"{group}_days_job"
 
 
+def job_for_name(job_name: str) -> dg.JobDefinition:
+    """The code location's job `job_name`: what a backfill's run process and every Celery worker reconstruct."""
+    from anomalens_dagster.definitions import defs
+
+    return defs.resolve_job_def(job_name)
+
+
 def storage_resource(settings: StorageConfig | None = None) -> AnomaLensDuckDB:
     """The `duckdb` resource the settings file's `storage` section chooses."""
     from anomalens_dagster.scaleout.lake import AnomaLensDuckLake
