@@ -135,7 +135,9 @@ def backfill(
     partitions = [day.isoformat() for day in days]
     outcomes: list[RunOutcome] = []
     # Fresh processes (not forked): each imports the code location with this environment's settings.
+    before = set(multiprocessing.active_children())
     pool = multiprocessing.get_context("spawn").Pool(processes=parallel)
+    run_processes = set(multiprocessing.active_children()) - before
     try:
         for phase in PHASES:
             if not phase.daily:
@@ -149,6 +151,10 @@ def backfill(
             logger.info("backfill %s: %s done", backfill_id, phase.job_name)
         pool.close()
     except BaseException:
+        # Killed, not terminated: a run process turns SIGTERM into an interrupted run and lives on, and
+        # Pool.terminate() would wait for it forever.
+        for process in run_processes:
+            process.kill()
         pool.terminate()
         _mark_unfinished_runs_failed(backfill_id)
         raise
