@@ -313,11 +313,11 @@ def test_a_day_run_whose_steps_no_worker_takes_fails_the_backfill_at_its_timeout
             monkeypatch.setenv(name, value)
     monkeypatch.setenv(SETTINGS_ENV_VAR, str(settings))
     # Days the backfill test does not write, so the instance's runs of them are this test's.
-    days = [dt.date(2025, 6, 2), dt.date(2025, 6, 3)]
+    days = [dt.date(2026, 6, 1), dt.date(2026, 6, 2)]
 
     # Long enough for the catalog and the first day, which run in this process, on a busy machine.
     with pytest.raises(
-        scaleout_backfill.BackfillError, match="store_days_job for 2025-06-03 did not finish within 60 s"
+        scaleout_backfill.BackfillError, match="store_days_job for 2026-06-02 did not finish within 60 s"
     ):
         scaleout_backfill.backfill(days, parallel=1, run_timeout=60)
 

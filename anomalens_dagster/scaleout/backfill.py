@@ -24,6 +24,8 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 
 from anomalens_dagster.constants import DETECTIONS_GROUP, FEATURES_GROUP, STORE_GROUP
@@ -95,20 +97,25 @@ def execute_run(job_name: str, partition: str | None, backfill_id: str, serial: 
 
 
 def _run_wave(
-    pool, parallel: int, runs: Sequence[tuple[str, str | None]], backfill_id: str, timeout: float, serial: bool
+    pool: ProcessPoolExecutor,
+    parallel: int,
+    runs: Sequence[tuple[str, str | None]],
+    backfill_id: str,
+    timeout: float,
+    serial: bool,
 ) -> list[RunOutcome]:
-    """Execute `runs` on the pool's `parallel` processes; every run gets `timeout` seconds once it starts."""
+    """Execute `runs` on the pool's `parallel` processes: the wave gets `timeout` seconds per round of
+    `parallel` runs, so a run that hangs fails it at most one round late."""
     pending = [
-        (job, partition, pool.apply_async(execute_run, (job, partition, backfill_id, serial)))
-        for job, partition in runs
+        (job, partition, pool.submit(execute_run, job, partition, backfill_id, serial)) for job, partition in runs
     ]
     rounds = -(-len(runs) // parallel)
     deadline = time.monotonic() + timeout * rounds
     outcomes = []
-    for job, partition, result in pending:
+    for job, partition, future in pending:
         try:
-            outcomes.append(result.get(timeout=max(deadline - time.monotonic(), 1.0)))
-        except multiprocessing.TimeoutError as error:
+            outcomes.append(future.result(timeout=max(deadline - time.monotonic(), 1.0)))
+        except FutureTimeoutError as error:
             raise BackfillError(
                 f"{job} for {partition or 'all days'} did not finish within {timeout:g} s per run: are Celery "
                 "workers running with the code and the same settings file?"
@@ -129,15 +136,14 @@ def backfill(
     """Materialise every asset for `days` in the phases above, `parallel` day runs at a time.
 
     Raises BackfillError at the first failed or timed-out run (runs of the same wave still finish;
-    a timed-out run's process is stopped and the run marked failed).
+    a timed-out run's process is killed and the run marked failed).
     """
     backfill_id = f"{days[0]:%Y%m%d}-{days[-1]:%Y%m%d}-{int(time.time())}"
     partitions = [day.isoformat() for day in days]
     outcomes: list[RunOutcome] = []
-    # Fresh processes (not forked): each imports the code location with this environment's settings.
     before = set(multiprocessing.active_children())
-    pool = multiprocessing.get_context("spawn").Pool(processes=parallel)
-    run_processes = set(multiprocessing.active_children()) - before
+    # Fresh processes (not forked): each imports the code location with this environment's settings.
+    pool = ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"))
     try:
         for phase in PHASES:
             if not phase.daily:
@@ -149,17 +155,14 @@ def backfill(
                 if wave:
                     outcomes += _run_wave(pool, parallel, wave, backfill_id, run_timeout, serial)
             logger.info("backfill %s: %s done", backfill_id, phase.job_name)
-        pool.close()
     except BaseException:
-        # Killed, not terminated: a run process turns SIGTERM into an interrupted run and lives on, and
-        # Pool.terminate() would wait for it forever.
-        for process in run_processes:
+        # Killed, not terminated: a run process turns SIGTERM into an interrupted run and lives on.
+        for process in set(multiprocessing.active_children()) - before:
             process.kill()
-        pool.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
         _mark_unfinished_runs_failed(backfill_id)
         raise
-    finally:
-        pool.join()
+    pool.shutdown(wait=True)
     return outcomes
 
 
