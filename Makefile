@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: demo test chromium dev validate bench clean
+.PHONY: demo test chromium scaleout-services dev validate bench clean
 
 # pip runs with -qq (errors only): its progress and setuptools' editable-install notice would bury
 # the two lines that say what is happening.
@@ -24,7 +24,7 @@ demo: $(INSTALLED)  ## Run the whole pipeline for the last 7 days into data/anom
 	  && echo "Wrote data/settings.yaml (simulation.schedule: true, so \`make dev\` simulates each day)."; }
 	$(BIN)/anomalens run
 
-test: $(INSTALLED) chromium  ## Run the test suite (the end-to-end test drives the UI in headless chromium)
+test: $(INSTALLED) chromium scaleout-services  ## Run the test suite (the end-to-end test drives the UI in headless chromium)
 	$(BIN)/pytest
 
 # Checked on every `make test` rather than stamped, so a browser removed later is installed again.
@@ -35,6 +35,16 @@ chromium:  ## Install Debian's chromium if missing (as root, else through passwo
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; \
 	} || { echo "Could not install chromium: run 'sudo apt-get install -y chromium', then 'make test'." >&2; exit 1; }
+
+# The scale-out test starts its own PostgreSQL and Redis (Debian's packages); `make demo` needs neither.
+scaleout-services:  ## Install Debian's postgresql and redis-server if missing (as root, else through passwordless sudo)
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; } \
+	  && command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+	  echo "Installing postgresql and redis-server (apt-get) for the scale-out test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y postgresql redis-server || { $$sudo apt-get update && $$sudo apt-get install -y postgresql redis-server; }; \
+	} || { echo "Could not install postgresql and redis-server: run 'sudo apt-get install -y postgresql redis-server', then 'make test'." >&2; exit 1; }
 
 dev: $(INSTALLED)  ## Dagster UI and daemon on http://127.0.0.1:$(PORT) (`make dev PORT=4000`), same instance and DuckDB as `make demo`
 	$(BIN)/anomalens dev --port $(PORT)

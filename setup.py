@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="AnomaLens: anomaly detection for online stores, as a Dagster code location on DuckDB.",
     packages=find_packages(include=["anomalens_dagster", "anomalens_dagster.*"]),
-    package_data={"anomalens_dagster": ["py.typed", "dagster.yaml"]},
+    package_data={"anomalens_dagster": ["py.typed", "dagster.yaml", "scaleout/dagster.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         # 1.13: `pool=` on assets, dg.Config/ConfigurableResource idioms, FreshnessPolicy.time_window.
@@ -32,6 +32,14 @@ setup(
         "plotly>=5.20",
         # Slack alerts: dagster-slack's SlackResource (slack_sdk's WebClient, whose API base URL tests point to a fake).
         "dagster-slack>=0.29,<0.30",
+        # Scaling out (settings `storage`/`execution`, README "Scaling out"): DuckDB's DuckLake and PostgreSQL
+        # extensions as registry packages built for the duckdb pin (DuckDB cannot download them here), the
+        # instance on PostgreSQL and the Celery executor with Redis.
+        "duckdb-ext-ducklake==1.4.4.20260205",
+        "duckdb-ext-postgres==1.4.4.20260205",
+        "dagster-postgres>=0.29,<0.30",
+        "dagster-celery>=0.29,<0.30",
+        "redis>=5",
     ],
     extras_require={
         "dev": [

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from anomalens_dagster import constants as c
 from anomalens_dagster.core.landing.mapping import LandingSettings, LandingSettingsError
 from anomalens_dagster.core.simulator import SimulationSettings, check_anomaly_kinds
+from anomalens_dagster.scaleout.settings import EXECUTION_SECTION, STORAGE_SECTION, ExecutionConfig, StorageConfig
 
 
 class SimulationConfig(dg.Config):
@@ -468,6 +469,9 @@ SETTINGS_SECTIONS: dict[str, type[dg.Config]] = {
     INCIDENTS_SECTION: IncidentsConfig,
     ALERTS_SECTION: AlertsConfig,
     FEATURES_SECTION: FeaturesConfig,
+    # Read when the code location loads: the storage backend and the executor (scaleout/settings.py).
+    STORAGE_SECTION: StorageConfig,
+    EXECUTION_SECTION: ExecutionConfig,
 }
 
 

@@ -26,7 +26,9 @@ from anomalens_dagster.assets.reports import (
 )
 from anomalens_dagster.assets.store import simulated_store_days, store_catalog, store_checks
 from anomalens_dagster.jobs import jobs
-from anomalens_dagster.resources import duckdb_resource, landing_zone_resource
+from anomalens_dagster.resources import landing_zone_resource
+from anomalens_dagster.scaleout.configured import for_storage, phase_jobs, step_executor, storage_resource
+from anomalens_dagster.scaleout.maintenance import lake_maintenance_job, lake_maintenance_schedules
 from anomalens_dagster.schedules import schedules
 from anomalens_dagster.sensors import sensors
 from anomalens_dagster.settings import settings_resource
@@ -43,10 +45,12 @@ OPS_BY_SETTINGS_SECTION: dict[str, list[tuple[str, str | None]]] = {
     # The alert outbox reads `alerts` from the settings file itself, at run time.
     "alerts": [],
     "features": [(activity_features.op.name, None), (order_features.op.name, None)],
+    # Read when the code location loads (the `duckdb` resource and the executor; scaleout/settings.py).
+    "storage": [],
+    "execution": [],
 }
 
-defs = dg.Definitions(
-    assets=[
+assets = [
         store_catalog,
         simulated_store_days,
         ingested_files,
@@ -66,13 +70,18 @@ defs = dg.Definitions(
         anomaly_report,
         alert_outbox,
         threshold_calibration,
-    ],
+]
+
+defs = dg.Definitions(
+    # With DuckLake storage, daily assets backfill one run per day (scaleout/configured.py).
+    assets=for_storage(assets),
     asset_checks=[*store_checks, *landing_checks, *feature_checks, *model_checks, *incident_checks],
-    jobs=jobs,
-    schedules=schedules,
+    jobs=[*jobs, *phase_jobs(assets), lake_maintenance_job],
+    schedules=[*schedules, *lake_maintenance_schedules()],
     sensors=sensors,
-    resources={"duckdb": duckdb_resource(), "landing": landing_zone_resource(), "settings": settings_resource()},
+    resources={"duckdb": storage_resource(), "landing": landing_zone_resource(), "settings": settings_resource()},
     # Every run in one process, whoever launches it (UI, daemon, `dagster job execute`): DuckDB steps
-    # run one at a time anyway (the `duckdb` pool), and a process per step cost 5-12 s each.
-    executor=dg.in_process_executor,
+    # run one at a time anyway (the `duckdb` pool), and a process per step cost 5-12 s each. The
+    # settings file's `execution` section can send the steps to Celery workers instead (DuckLake).
+    executor=step_executor(),
 )

@@ -24,7 +24,7 @@ import pandas as pd
 
 from anomalens_dagster.constants import ENTITY_TYPES, ML_SCHEMA, MODEL_REGISTRY
 from anomalens_dagster.core.detectors import Detector, FeatureSchema
-from anomalens_dagster.core.warehouse import transaction
+from anomalens_dagster.core.warehouse import is_ducklake, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS {MODEL_REGISTRY_TABLE} (
     params JSON, metrics JSON, feature_schema JSON NOT NULL, artifact BLOB NOT NULL, sha256 VARCHAR NOT NULL,
     PRIMARY KEY (detector, entity_type, version));
 """
+# DuckLake has no PRIMARY KEY: there a version stays unique because one run at a time trains a detector.
+DUCKLAKE_MODEL_REGISTRY_DDL = MODEL_REGISTRY_DDL.replace(",\n    PRIMARY KEY (detector, entity_type, version)", "")
 
 _RECORD_COLUMNS = (
     "detector, entity_type, version, trained_at, training_start, training_end, n_rows, params, metrics, "
@@ -85,7 +87,7 @@ class ModelRecord:
 
 def ensure_model_registry(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the `ml` schema and the registry table when missing (idempotent)."""
-    conn.execute(MODEL_REGISTRY_DDL)
+    conn.execute(DUCKLAKE_MODEL_REGISTRY_DDL if is_ducklake(conn) else MODEL_REGISTRY_DDL)
 
 
 def serialize(detector: Detector) -> tuple[bytes, str]:

@@ -225,6 +225,14 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = STOR
     return count > 0
 
 
+def is_ducklake(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's database is a DuckLake (no PRIMARY KEY, UNIQUE or indexes there)."""
+    ((kind,),) = conn.execute(
+        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return kind == "ducklake"
+
+
 def table_columns(conn: duckdb.DuckDBPyConnection, table: str, schema: str = STORE_SCHEMA) -> list[tuple[str, str]]:
     """(name, type) of a table's columns, in order."""
     rows = conn.execute(
