@@ -201,9 +201,9 @@ EVALUATION_ALL_KINDS = "all"
 # --- Anomaly records -----------------------------------------------------------------------------
 ANOMALIES = "anomalies"  # table in DETECTIONS_SCHEMA: one row per entity x detector hit
 CONSOLIDATED_ANOMALIES = "consolidated_anomalies"  # table in DETECTIONS_SCHEMA: one row per entity
-# The ensemble score is -log10 of the detectors' combined tail probability (core/scoring.py): above 3,
-# a row as rare as 1 in 1,000 normal training rows once the four detectors' evidence is combined.
-ENSEMBLE_THRESHOLD = 3.0
+# The ensemble score is the median capped score / threshold ratio, or one sure detector's evidence on
+# the same scale (core/scoring.py): above 1, about half the detectors agree or one is sure.
+ENSEMBLE_THRESHOLD = 1.0
 
 # --- Incidents -----------------------------------------------------------------------------------
 INCIDENTS = "incidents"  # table in DETECTIONS_SCHEMA: flagged rows grouped into one row per incident
@@ -223,9 +223,8 @@ SEVERITY_RATIO_CUTS: dict[str, tuple[float, float]] = {
     DETECTOR_ISOLATION_FOREST: (1.05, 1.15),
     DETECTOR_DBSCAN: (1.25, 2.0),
     DETECTOR_AUTOENCODER: (1.5, 4.0),
-    # The ensemble's score is -log10 of a combined tail probability over ENSEMBLE_THRESHOLD (3):
-    # Medium from 1e-4, High from 1e-6, rarer than anything a training window of 100k rows shows.
-    DETECTOR_ENSEMBLE: (4 / 3, 2.0),
+    # The middle detectors at 1.25 / 1.5 times their thresholds, or one detector's p below 1e-7.5 / 1e-9.
+    DETECTOR_ENSEMBLE: (1.25, 1.5),
 }
 
 # --- Analyst feedback (contract B; core/feedback.py) -----------------------------------------------

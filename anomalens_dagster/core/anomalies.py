@@ -17,7 +17,7 @@ Record id
     re-scored entity replaces the old one. Distinct keys collide with probability ~n^2 / 2^64.
 
 Severity (``SEVERITY_RATIO_CUTS`` in constants)
-    ``ratio = score / threshold`` (the ensemble's threshold is ``ENSEMBLE_THRESHOLD`` = 3.0). A hit
+    ``ratio = score / threshold`` (the ensemble's threshold is ``ENSEMBLE_THRESHOLD`` = 1.0). A hit
     is ``High`` when ``ratio >= high``, else ``Medium`` when ``ratio >= medium``, else ``Low``; the
     cuts are inclusive. Each detector's score has its own shape, hence its own cuts (measured on a
     simulated 2-day store, 3,000 activities and 240 orders, models fitted on the same days):
@@ -36,9 +36,9 @@ Severity (``SEVERITY_RATIO_CUTS`` in constants)
                                              bursts 1.24-1.60.
     autoencoder               1.5     4.0    Mean *squared* reconstruction error: the dbscan cuts on a
                                              distance scale, squared (1.25^2 ~ 1.5, 2^2 = 4).
-    ensemble                  1.33    2.0    -log10 of the combined tail probability over 3
-                                             (core/scoring.py): Medium from 1e-4, High from 1e-6, past
-                                             anything a 100k-row training window shows.
+    ensemble                  1.25    1.5    The median capped ratio, so 1.5 is e.g. the middle two
+                                             detectors at 1.5 times their thresholds; or one sure
+                                             detector's -log10 p / 6 (core/scoring.py): High from p 1e-9.
     ========================  ======  =====  ==========================================================
 
 Descriptions

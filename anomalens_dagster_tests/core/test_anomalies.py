@@ -157,7 +157,7 @@ def test_severity_cuts_are_the_documented_ones():
         "isolation_forest": (1.05, 1.15),
         "dbscan": (1.25, 2.0),
         "autoencoder": (1.5, 4.0),
-        "ensemble": (4 / 3, 2.0),
+        "ensemble": (1.25, 1.5),
     }
 
 

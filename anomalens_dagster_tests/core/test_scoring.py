@@ -42,20 +42,31 @@ def test_the_scores_have_the_dtypes_their_tables_shape_version_is_derived_from(z
     assert scores.dtypes.astype(str).to_dict() == scores_dtypes("activity_id", "timestamp")
 
 
-def test_the_ensemble_is_minus_log10_of_the_harmonic_mean_of_the_tail_probabilities():
-    log_p = np.log(np.array([[1e-6, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]))
+def test_the_ensemble_is_the_median_capped_ratio_unless_one_detector_is_sure():
+    ordinary = np.log(np.full((4, 3), 0.5))
+    ratios = np.array([[0.5, 9.0, 0.5], [1.2, 9.0, 0.5], [1.6, 9.0, 0.5], [3.0, 9.0, 0.5]])
+    sure = ordinary.copy()
+    sure[2, 2] = np.log(1e-9)  # one detector: rarer than 1 in 1e9 training rows
 
-    ensemble = ensemble_score(log_p)
+    ensemble = ensemble_score(ratios, sure)
 
-    assert ensemble[0] == pytest.approx(np.log10((1e6 + 2 + 2 + 2) / 4))
-    assert ensemble[1] == pytest.approx(np.log10(2.0))
+    # Median of the ratios (capped at 4): (1.2 + 1.6) / 2, then 4; the third column is the sure detector's 9 / 6.
+    assert ensemble == pytest.approx([1.4, 4.0, 1.5])
+    assert ensemble_score(ratios, ordinary)[2] == pytest.approx(0.5)
 
 
-def test_the_ensemble_orders_probabilities_far_below_the_smallest_float():
-    ensemble = ensemble_score(np.array([[-2000.0, -1000.0], [0.0, 0.0]]))
+def test_one_detector_merely_past_its_threshold_does_not_flag_a_row_alone():
+    ratios = np.array([[2.0], [0.3], [0.3], [0.3]])
+    log_p = np.log(np.array([[1e-3], [0.4], [0.4], [0.4]]))
+
+    assert ensemble_score(ratios, log_p)[0] < ENSEMBLE_THRESHOLD
+
+
+def test_the_sure_detectors_evidence_orders_probabilities_far_below_the_smallest_float():
+    ensemble = ensemble_score(np.ones((2, 2)), np.array([[-2000.0, -1000.0], [0.0, 0.0]]))
 
     assert np.isfinite(ensemble).all()
-    assert ensemble[0] == pytest.approx((2000 - np.log(2)) / np.log(10))
+    assert ensemble[0] == pytest.approx(2000 / np.log(10) / 6)
     assert ensemble[0] > ensemble[1] > ENSEMBLE_THRESHOLD
 
 
