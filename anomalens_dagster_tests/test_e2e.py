@@ -175,6 +175,7 @@ def test_the_ui_lists_every_schedule_and_sensor_of_the_code_location(webserver):
         "landing_zone_sensor",
         "automation_condition_sensor",
         "run_failure_log_sensor",
+        "alert_delivery_sensor",
     }
 
 
@@ -203,7 +204,8 @@ def test_a_run_launched_through_graphql_simulates_the_store_for_each_day(simulat
                     WHERE a.timestamp::DATE = $day""",
                 day_params,
             )
-            assert orders == SMALL_SIMULATION["orders_per_day"], day
+            # Account takeovers and card testing add their orders on top of the day's normal ones.
+            assert orders >= SMALL_SIMULATION["orders_per_day"], day
             assert activities >= SMALL_SIMULATION["activities_per_day"], day
             assert items >= orders, day
             assert labelled_activities > 0, day
