@@ -87,7 +87,7 @@ def test_run_prints_step_progress_and_the_evaluation_once_without_tensorflow_or_
 
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    assert "[ 1/22] store_catalog" in run.stdout and "[22/22] " in run.stdout
+    assert "[ 1/25] store_catalog" in run.stdout and "[25/25] " in run.stdout
     assert "incidents (most severe, then highest ensemble score" in run.stdout
     assert "scored 1500 activity rows of 2026-03-01" in run.stdout
     assert output.count("detection quality against the simulator's labels") == 1
