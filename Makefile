@@ -60,6 +60,10 @@ bench: $(INSTALLED)  ## Print the benchmark tables (several minutes; run with no
 	$(BIN)/python -m benchmarks.readers
 	$(BIN)/python -m benchmarks.unattended
 	$(BIN)/python -m benchmarks.alerts
+	$(BIN)/python -m benchmarks.incidents
+	$(BIN)/python -m benchmarks.leave_one_kind_out
+	$(BIN)/python -m benchmarks.generalisation
+	$(BIN)/python -m benchmarks.scaleout
 
 clean:
 	rm -rf data/anomalens.duckdb data/dagster_home
