@@ -329,7 +329,6 @@ class IncidentsConfig(dg.Config):
     )
 
 
-
 class WebhookTargetConfig(dg.Config):
     """A JSON webhook that receives every alert (POST, `Idempotency-Key` header)."""
 

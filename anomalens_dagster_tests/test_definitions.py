@@ -55,7 +55,9 @@ def test_every_derived_asset_refreshes_by_an_automation_condition():
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).group_name in {"features", "models", "detections", "reports"}
     ]
-    assert len(derived) == 27  # 19 + incidents, threshold_calibration, the alert outbox and the five entity day summaries
+    assert (
+        len(derived) == 27
+    )  # 19 + incidents, threshold_calibration, the alert outbox and the five entity day summaries
     assert all(asset_graph.get(key).automation_condition is not None for key in derived)
 
 

@@ -74,7 +74,10 @@ def test_calibrated_thresholds_in_the_settings_name_known_entities_and_detectors
 
     assert detection.threshold_override("zscore", "order") == 6.5
     assert detection.threshold_override("dbscan", "order") is None
-    assert (detection.ensemble_threshold("order"), detection.ensemble_threshold("activity")) == (0.9, ENSEMBLE_THRESHOLD)
+    assert (detection.ensemble_threshold("order"), detection.ensemble_threshold("activity")) == (
+        0.9,
+        ENSEMBLE_THRESHOLD,
+    )
     assert SettingsFile(path=str(path)).sections()["training"] == {"training_days": 14}
     for bad, named in (({"orders": {"zscore": 1.0}}, "orders"), ({"order": {"lof": 1.0}}, "lof")):
         with pytest.raises(SettingsFileError, match=named):

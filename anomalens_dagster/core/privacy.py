@@ -180,6 +180,8 @@ def _forget_in_feedback(conn: duckdb.DuckDBPyConnection, secrets: dict[str, list
         },
     ).fetchall()
     return int(changed)
+
+
 def _forget_in_alert_payloads(conn: duckdb.DuckDBPyConnection, texts: list[str]) -> int:
     """Replace the customer's IPs and (masked) email in the alert outbox's payloads."""
     changed = 0

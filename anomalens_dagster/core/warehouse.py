@@ -227,9 +227,7 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = STOR
 
 def is_ducklake(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the connection's database is a DuckLake (no PRIMARY KEY, UNIQUE or indexes there)."""
-    ((kind,),) = conn.execute(
-        "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchall()
+    ((kind,),) = conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
     return kind == "ducklake"
 
 

@@ -117,7 +117,9 @@ def test_scoring_without_models_says_what_to_materialise():
 
 def test_the_ensemble_flags_above_the_threshold_it_is_given(zscore_models):
     features = day([2.0], [11.4])
-    score = score_rows(zscore_models, features, "activity_id", "timestamp").set_index("detector").loc["ensemble", "score"]
+    score = (
+        score_rows(zscore_models, features, "activity_id", "timestamp").set_index("detector").loc["ensemble", "score"]
+    )
     below = score_rows(zscore_models, features, "activity_id", "timestamp", score * 0.9).set_index("detector")
     above = score_rows(zscore_models, features, "activity_id", "timestamp", score * 1.1).set_index("detector")
 
