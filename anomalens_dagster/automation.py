@@ -89,9 +89,12 @@ _earlier_summaries_written = (
 )
 _store_days_changed = AutomationCondition.any_deps_updated().ignore(DAY_SUMMARIES)
 
-features_refresh = ((_store_days_changed | _earlier_summaries_written).since_last_handled() & _idle()).with_label(
-    "refresh the day when its store rows or an earlier day's summaries change"
-)
+# Only days whose features exist refresh for an earlier day's summaries: a day never computed (no
+# data of its own yet) is computed when its rows arrive, and a backfill of old days would otherwise
+# queue a run for each of the 30 empty days after it.
+features_refresh = (
+    (_store_days_changed | (_earlier_summaries_written & ~AutomationCondition.missing())).since_last_handled() & _idle()
+).with_label("refresh the day when its store rows or an earlier day's summaries change")
 
 # A new model re-scores only days that have features: the days of the window with no data stay unscored.
 scores_refresh = (_day_inputs_changed & ~AutomationCondition.any_deps_missing() & _idle()).with_label(

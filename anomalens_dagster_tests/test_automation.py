@@ -431,6 +431,13 @@ def write_summaries(instance, day: dt.date) -> None:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=day.isoformat()))
 
 
+def write_features(instance, days: list[str]) -> None:
+    """As earlier runs left them: the days' features exist (only those refresh for an earlier day)."""
+    for key in (ACTIVITY_FEATURES, ORDER_FEATURES):
+        for day in days:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=day))
+
+
 def days_between(first: dt.date, last: dt.date) -> list[str]:
     return [(first + dt.timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
 
@@ -439,6 +446,8 @@ def test_a_changed_store_day_is_summarised_and_the_following_days_refresh_once_i
     instance, ticks_with_trained_models
 ):
     day = days_ago(3)
+    write_features(instance, days_between(day - dt.timedelta(days=1), days_ago(0)))
+    ticks_with_trained_models.tick()  # the refreshes those writes start themselves
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=USER_ACTIVITIES, partition=day.isoformat()))
 
     landed = ticks_with_trained_models.tick()
@@ -464,11 +473,16 @@ def test_a_changed_store_day_is_summarised_and_the_following_days_refresh_once_i
 
 def test_a_late_day_refreshes_exactly_the_days_whose_baseline_window_holds_it(instance, ticks_with_trained_models):
     late = days_ago(40)
+    window = days_between(late + dt.timedelta(days=1), late + dt.timedelta(days=DEFAULT_BASELINE_DAYS))
+    never_computed = window.pop(5)  # a day whose rows never arrived: it has no features to refresh
+    write_features(instance, window)
+    ticks_with_trained_models.tick()  # the refreshes those writes start themselves
+    ticks_with_trained_models.tick()
 
     write_summaries(instance, late)
     result = ticks_with_trained_models.tick()
 
-    window = days_between(late + dt.timedelta(days=1), late + dt.timedelta(days=DEFAULT_BASELINE_DAYS))
+    assert never_computed not in requested_days(result, ORDER_FEATURES)
     assert requested_days(result, ORDER_FEATURES) == window
     assert requested_days(result, ACTIVITY_FEATURES) == window
     assert requested_days(result, ORDER_SCORES) == window
