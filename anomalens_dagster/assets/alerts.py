@@ -157,7 +157,10 @@ def alert_outbox(
         )
         arrival = last_arrival(conn)
         if stale_since(arrival, now, stale_after) is not None:
-            context.log.warning(f"no landed or simulated rows have arrived since {arrival} (UTC)")
+            # A warning only where someone is told; replaying old days (`anomalens run`) is stale by design.
+            (context.log.warning if senders else context.log.info)(
+                f"no landed or simulated rows have arrived since {arrival} (UTC)"
+            )
             payloads.append(stale_store_payload(arrival, now, stale_after))
         added = enqueue(conn, alerts_for(payloads, senders, outbox_keys(conn)), now)
         claimed = claim_due(conn, now, policy, senders)
