@@ -29,7 +29,13 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 
 from anomalens_dagster.constants import DETECTIONS_GROUP, FEATURES_GROUP, STORE_GROUP
-from anomalens_dagster.scaleout.configured import CATALOG_JOB, SUMMARIES_JOB, days_job_name, job_for_name
+from anomalens_dagster.scaleout.configured import (
+    CATALOG_JOB,
+    DAY_SUMMARIES_PHASE,
+    SUMMARIES_JOB,
+    days_job_name,
+    job_for_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,7 @@ class Phase:
 PHASES = (
     Phase(CATALOG_JOB, daily=False),
     Phase(days_job_name(STORE_GROUP), daily=True),
+    Phase(days_job_name(DAY_SUMMARIES_PHASE), daily=True),
     Phase(days_job_name(FEATURES_GROUP), daily=True),
     Phase(TRAIN_JOB, daily=False),
     Phase(days_job_name(DETECTIONS_GROUP), daily=True),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from anomalens_dagster import constants as c
 from anomalens_dagster.constants import (
     DETECTIONS_GROUP,
     DUCKDB_WRITER_TAGS,
@@ -31,6 +32,17 @@ LAKE_DATABASE_NAME = "anomalens.ducklake"
 
 CATALOG_JOB = "lake_catalog_job"
 SUMMARIES_JOB = "lake_summaries_job"
+
+
+# The daily phase of the entity day summaries (features group), before the features that read them.
+DAY_SUMMARIES_PHASE = "day_summaries"
+DAY_SUMMARY_TABLES = (
+    c.CUSTOMER_DAY_SUMMARIES,
+    c.CUSTOMER_ACCESS_DAY_SUMMARIES,
+    c.IP_DAY_SUMMARIES,
+    c.PRODUCT_DAY_SUMMARIES,
+    c.STORE_DAY_SUMMARIES,
+)
 
 
 def days_job_name(group: str) -> str:
@@ -110,13 +122,21 @@ def phase_jobs(assets: Sequence[dg.AssetsDefinition]) -> list[dg.UnresolvedAsset
             tags=DUCKDB_WRITER_TAGS,
         )
     ]
-    for group in (STORE_GROUP, FEATURES_GROUP, DETECTIONS_GROUP):
+    # A day's baselines read the entity summaries of the days before it: every day's summaries are
+    # written in a phase of their own before any day's features.
+    summary_keys = [key for key in keys([FEATURES_GROUP], daily=True) if key.path[-1] in DAY_SUMMARY_TABLES]
+    for group in (STORE_GROUP, DAY_SUMMARIES_PHASE, FEATURES_GROUP, DETECTIONS_GROUP):
+        selected = (
+            summary_keys
+            if group == DAY_SUMMARIES_PHASE
+            else [key for key in keys([group], daily=True) if key not in summary_keys]
+        )
         jobs.append(
             dg.define_asset_job(
                 days_job_name(group),
                 # Without the asset checks: on Celery every check is a task of its own, which more than
                 # doubled a day's run (the checks of a day run with `dagster asset check` or the UI).
-                selection=dg.AssetSelection.assets(*keys([group], daily=True)).without_checks(),
+                selection=dg.AssetSelection.assets(*selected).without_checks(),
                 description=f"The daily assets of the {group} group for one day, without their checks: a backfill "
                 "runs several days at once.",
                 tags=DUCKDB_WRITER_TAGS,
