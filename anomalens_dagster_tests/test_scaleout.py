@@ -50,7 +50,10 @@ RUN_TIMEOUT_SECONDS = 600.0
 BUILD_TIMEOUT_SECONDS = 600.0
 # A small store keeps 14 days inside the CI budget; the benchmark measures the demo size and more.
 SIMULATION = {**SMALL_SIMULATION, "orders_per_day": 40, "activities_per_day": 400}
-TRAINING = {"training_days": 30, "holdout_days": 0}  # both builds train on every day (`anomalens run` holds out 2 by default)
+TRAINING = {
+    "training_days": 30,
+    "holdout_days": 0,
+}  # both builds train on every day (`anomalens run` holds out 2 by default)
 SCALEOUT_YAML = Path(scaleout_backfill.__file__).with_name("dagster.yaml")
 # Columns that name when or by which model version a row was computed, not what was computed.
 RUN_COLUMNS = (
