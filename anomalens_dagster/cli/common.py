@@ -19,6 +19,7 @@ from anomalens_dagster.constants import (
     DEFAULT_LANDING_DIR,
     DUCKDB_PATH_ENV_VAR,
     LANDING_DIR_ENV_VAR,
+    SEVERITIES,
 )
 from anomalens_dagster.resources import AnomaLensDuckDB, check_database_name
 
@@ -47,6 +48,21 @@ def checked_db_path(db: str | None) -> Path:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--db") from error
     return db_path
+
+
+def existing_db_path(db: str | None) -> Path:
+    """`checked_db_path` of a file the listing commands read: it must exist already."""
+    db_path = checked_db_path(db)
+    if not db_path.exists():
+        raise click.ClickException(
+            f"{db_path} does not exist: run `anomalens run` or `anomalens ingest --detect` first"
+        )
+    return db_path
+
+
+def canonical_severity(severity: str | None) -> str | None:
+    """`--severity` as stored (`high` -> `High`); None when not given."""
+    return next((level for level in SEVERITIES if severity and level.lower() == severity.lower()), None)
 
 
 def resolve_landing_dir(landing: str | None) -> Path:

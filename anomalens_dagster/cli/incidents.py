@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from anomalens_dagster.cli.common import DB_HELP, checked_db_path, report_frame
+from anomalens_dagster.cli.common import DB_HELP, canonical_severity, existing_db_path, report_frame
 from anomalens_dagster.constants import DETECTIONS_SCHEMA, INCIDENTS, SEVERITIES
 
 TOP_INCIDENTS = 10
@@ -126,17 +126,12 @@ def incidents(
 
     Reads read-only, waiting (bounded) while a run writes the file.
     """
-    db_path = checked_db_path(db)
-    if not db_path.exists():
-        raise click.ClickException(
-            f"{db_path} does not exist: run `anomalens run` or `anomalens ingest --detect` first"
-        )
-    canonical_severity = next((level for level in SEVERITIES if severity and level.lower() == severity.lower()), None)
+    db_path = existing_db_path(db)
     rows = incident_rows(
         db_path,
         customer=customer,
         ip=ip,
-        severity=canonical_severity,
+        severity=canonical_severity(severity),
         since=since.date() if since else None,
         limit=limit,
     )

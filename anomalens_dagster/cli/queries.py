@@ -10,7 +10,13 @@ import click
 import duckdb
 import pandas as pd
 
-from anomalens_dagster.cli.common import DB_HELP, checked_db_path, read_connection, report_frame
+from anomalens_dagster.cli.common import (
+    DB_HELP,
+    canonical_severity,
+    existing_db_path,
+    read_connection,
+    report_frame,
+)
 from anomalens_dagster.constants import (
     ANOMALIES,
     CONSOLIDATED_ANOMALIES,
@@ -181,18 +187,13 @@ def anomalies(
 
     Reads read-only, waiting (bounded) while a run writes the file.
     """
-    db_path = checked_db_path(db)
-    if not db_path.exists():
-        raise click.ClickException(
-            f"{db_path} does not exist: run `anomalens run` or `anomalens ingest --detect` first"
-        )
-    canonical_severity = next((level for level in SEVERITIES if severity and level.lower() == severity.lower()), None)
+    db_path = existing_db_path(db)
     try:
         records = anomaly_records(
             db_path,
             customer=customer,
             ip=ip,
-            severity=canonical_severity,
+            severity=canonical_severity(severity),
             since=since.date() if since else None,
             limit=limit,
         )
