@@ -65,6 +65,8 @@ RUN_COLUMNS = (
     "trained_at",
     "generated_at",
 )
+# Text columns holding a JSON object, compared value by value.
+JSON_COLUMNS = ("details",)
 DAILY_TABLES = (
     ("store", "user_activities", '"timestamp"'),
     ("store", "orders", "created_at"),
@@ -76,6 +78,11 @@ DAILY_TABLES = (
 )
 AUTOENCODER_TOLERANCE = 1e-4
 SCORE_TOLERANCE = 1e-6
+LOOSE_DETECTORS = ("autoencoder", "ensemble")
+# A ranking metric (PR-AUC) over thousands of rows moves by ~1/n when float noise within the score
+# tolerance breaks a near-tie the other way; counts stay exact (they are not floats).
+METRIC_TABLES = ("detector_evaluation",)
+METRIC_TOLERANCE = 1e-3
 LOCK_WORDS = ("could not set lock", "database is locked", "transaction conflict", "conflicted")
 
 
@@ -184,12 +191,62 @@ def frame_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> pd.Dat
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows without their run columns, in one order, every column as text or a float."""
+    """The rows without their run columns, in one order, every column as text, a float or parsed JSON."""
     kept = frame[[column for column in frame.columns if column not in RUN_COLUMNS]]
     exact = [column for column in kept.columns if not pd.api.types.is_float_dtype(kept[column])]
-    # repr: a missing value reads the same on both sides (`<NA>`, `NaT`), lists and JSON as their text.
-    as_text = kept.assign(**{column: kept[column].map(repr) for column in exact})
-    return as_text.sort_values(exact + [c for c in kept.columns if c not in exact]).reset_index(drop=True)
+    ordered = [column for column in exact if column not in JSON_COLUMNS]
+    # repr: a missing value reads the same on both sides (`<NA>`, `NaT`), lists as their text.
+    as_text = kept.assign(**{column: kept[column].map(repr) for column in ordered})
+    as_text = as_text.assign(
+        **{
+            column: kept[column].map(lambda text: None if pd.isna(text) else json.loads(text))
+            for column in exact
+            if column in JSON_COLUMNS
+        }
+    )
+    return as_text.sort_values(ordered + [c for c in kept.columns if c not in exact]).reset_index(drop=True)
+
+
+def json_differences(expected: object, actual: object, tolerance: float, path: str = "") -> list[str]:
+    """Where two parsed JSON values differ: numbers beyond ``tolerance``, run keys ignored."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        keys = (set(expected) | set(actual)) - set(RUN_COLUMNS)
+        return [
+            d
+            for key in sorted(keys)
+            for d in json_differences(expected.get(key), actual.get(key), tolerance, f"{path}.{key}")
+        ]
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        return [
+            d
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for d in json_differences(e, a, tolerance, f"{path}[{i}]")
+        ]
+    numbers = (int, float)
+    if isinstance(expected, numbers) and isinstance(actual, numbers) and not isinstance(expected, bool):
+        return (
+            []
+            if math.isclose(expected, actual, rel_tol=tolerance, abs_tol=tolerance)
+            else [f"{path}: {expected} != {actual}"]
+        )
+    return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
+
+
+def row_tolerances(table: str, rows: pd.DataFrame, column: str) -> list[float]:
+    """Each row's tolerance for ``column``: a metric's over many rows, the autoencoder's (and the
+    ensemble's, which reads it) when the column or the row's detector names one of them, else the
+    scores' own."""
+    if table in METRIC_TABLES:
+        return [METRIC_TOLERANCE] * len(rows)
+    if any(name in column for name in LOOSE_DETECTORS):
+        return [AUTOENCODER_TOLERANCE] * len(rows)
+    detector_column = next((c for c in ("detector", "detector_name") if c in rows.columns), None)
+    if detector_column is None:
+        return [SCORE_TOLERANCE] * len(rows)
+    return [
+        AUTOENCODER_TOLERANCE if any(name in detector for name in LOOSE_DETECTORS) else SCORE_TOLERANCE
+        for detector in rows[detector_column].astype(str)
+    ]
 
 
 def assert_same_rows(schema: str, table: str, single: pd.DataFrame, lake_rows: pd.DataFrame) -> None:
@@ -200,13 +257,24 @@ def assert_same_rows(schema: str, table: str, single: pd.DataFrame, lake_rows: p
     )
     for column in single_rows.columns:
         if pd.api.types.is_float_dtype(single_rows[column]):
-            tolerance = AUTOENCODER_TOLERANCE if "autoencoder" in column or "ensemble" in column else SCORE_TOLERANCE
+            tolerances = row_tolerances(table, single_rows, column)
             expected, actual = single_rows[column].to_numpy(), lake_sorted[column].to_numpy()
-            close = [
-                (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
-                for a, b in zip(expected, actual, strict=True)
+            far = [
+                (e, a)
+                for e, a, tolerance in zip(expected, actual, tolerances, strict=True)
+                if not ((math.isnan(a) and math.isnan(e)) or math.isclose(e, a, rel_tol=tolerance, abs_tol=tolerance))
             ]
-            assert all(close), f"{schema}.{table}.{column}: {close.count(False)} values differ beyond {tolerance:g}"
+            assert not far, f"{schema}.{table}.{column}: {len(far)} values differ beyond tolerance, e.g. {far[:3]}"
+        elif column in JSON_COLUMNS:
+            # A record's details carry detector scores: the autoencoder's agree only within its tolerance.
+            differences = [
+                difference
+                for expected, actual in zip(single_rows[column], lake_sorted[column], strict=True)
+                for difference in json_differences(expected, actual, AUTOENCODER_TOLERANCE)
+            ]
+            assert not differences, (
+                f"{schema}.{table}.{column}: {len(differences)} values differ, e.g. {differences[:3]}"
+            )
         else:
             differ = int((single_rows[column] != lake_sorted[column]).sum())
             assert differ == 0, f"{schema}.{table}.{column}: {differ} values differ"
