@@ -45,6 +45,8 @@ setup(
         "dev": [
             "pytest>=8.0",
             "pytest-timeout>=2.3",
+            # `make test` runs the modules that time nothing on two workers.
+            "pytest-xdist>=3.6",
             "playwright>=1.45",
             # A real SMTP server on loopback for the e-mail alert tests.
             "aiosmtpd>=1.4",
