@@ -55,6 +55,7 @@ def build(db: Path, seed: int, train_days: int, test_days: int) -> None:
     """Store and features of every day; models on the training days; scores, records, incidents of the rest."""
     import dagster as dg
 
+    from anomalens_dagster.assets.day_summaries import entity_day_summaries
     from anomalens_dagster.assets.detections import activity_scores, anomalies, order_scores
     from anomalens_dagster.assets.features import activity_features, order_features
     from anomalens_dagster.assets.incidents import incidents
@@ -84,13 +85,21 @@ def build(db: Path, seed: int, train_days: int, test_days: int) -> None:
     }
     steps = [
         (
-            [store_catalog, simulated_store_days, activity_features, order_features],
+            [store_catalog, simulated_store_days, entity_day_summaries, activity_features, order_features],
             days(FIRST_DAY, split - dt.timedelta(days=1)),
             store_config,
         ),
         (model_assets, None, quiet),
         (
-            [simulated_store_days, activity_features, order_features, activity_scores, order_scores, anomalies],
+            [
+                simulated_store_days,
+                entity_day_summaries,
+                activity_features,
+                order_features,
+                activity_scores,
+                order_scores,
+                anomalies,
+            ],
             days(split, last),
             {"ops": {"simulated_store_days": {"config": simulation}}, **quiet},
         ),
