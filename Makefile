@@ -24,12 +24,13 @@ demo: $(INSTALLED)  ## Run the whole pipeline for the last 7 days into data/anom
 	  && echo "Wrote data/settings.yaml (simulation.schedule: true, so \`make dev\` simulates each day)."; }
 	$(BIN)/anomalens run
 
-# Two passes: the modules that time nothing on two workers (one module per worker at a time), then
-# the `e2e` ones alone, since they wait on the daemon's ticks and the webserver within deadlines.
-# Both passes always run; the target fails if either did.
+# Two passes: the modules that time nothing on three workers (one module per worker at a time; the
+# suite waits on subprocesses enough that two cores keep three busy), then the `e2e` ones alone,
+# since they wait on the daemon's ticks and the webserver within deadlines. Both passes always run;
+# the target fails if either did.
 test: $(INSTALLED) chromium scaleout-services  ## Run the test suite (the end-to-end test drives the UI in headless chromium)
 	@status=0; \
-	$(BIN)/pytest -m "not e2e" -n 2 --dist loadfile || status=$$?; \
+	$(BIN)/pytest -m "not e2e" -n 3 --dist loadfile || status=$$?; \
 	$(BIN)/pytest -m e2e || status=$$?; \
 	exit $$status
 

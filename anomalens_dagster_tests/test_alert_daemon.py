@@ -19,7 +19,8 @@ from anomalens_dagster_tests.alert_receivers import webhook_receiver
 from anomalens_dagster_tests.e2e_support import dagster_service, poll
 from anomalens_dagster_tests.incident_rows import incident, replace_incidents
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+# Not `e2e` (no webserver): its deadlines are minutes, so it runs in `make test`'s two-worker pass.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _delivered(duckdb_resource: AnomaLensDuckDB, key: str) -> bool | None:
