@@ -87,7 +87,7 @@ def assert_progress_without_noise(run: subprocess.CompletedProcess) -> None:
     output = run.stdout + run.stderr
     assert "[ 1/25] store_catalog" in run.stdout and "[25/25] " in run.stdout
     assert "incidents (most severe, then highest ensemble score" in run.stdout
-    assert "scored 1500 activity rows of 2026-03-01" in run.stdout
+    assert "scored 3000 activity rows of 2026-03-01..2026-03-02" in run.stdout
     assert output.count("detection quality against the simulator's labels") == 1
     # Keras' epoch bars and per-epoch losses, TensorFlow's start-up and retracing lines, Dagster's
     # warnings and its console logger's lines.
