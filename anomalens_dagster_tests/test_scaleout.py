@@ -195,16 +195,19 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     kept = frame[[column for column in frame.columns if column not in RUN_COLUMNS]]
     exact = [column for column in kept.columns if not pd.api.types.is_float_dtype(kept[column])]
     ordered = [column for column in exact if column not in JSON_COLUMNS]
+    parsed = [column for column in exact if column in JSON_COLUMNS]
     # repr: a missing value reads the same on both sides (`<NA>`, `NaT`), lists as their text.
-    as_text = kept.assign(**{column: kept[column].map(repr) for column in ordered})
-    as_text = as_text.assign(
-        **{
-            column: kept[column].map(lambda text: None if pd.isna(text) else json.loads(text))
-            for column in exact
-            if column in JSON_COLUMNS
-        }
+    as_text = kept.assign(
+        **{column: kept[column].map(repr) for column in ordered},
+        **{column: kept[column].map(lambda text: None if pd.isna(text) else json.loads(text)) for column in parsed},
     )
     return as_text.sort_values(ordered + [c for c in kept.columns if c not in exact]).reset_index(drop=True)
+
+
+def close(expected: float, actual: float, tolerance: float) -> bool:
+    return (math.isnan(expected) and math.isnan(actual)) or math.isclose(
+        expected, actual, rel_tol=tolerance, abs_tol=tolerance
+    )
 
 
 def json_differences(expected: object, actual: object, tolerance: float, path: str = "") -> list[str]:
@@ -224,11 +227,7 @@ def json_differences(expected: object, actual: object, tolerance: float, path: s
         ]
     numbers = (int, float)
     if isinstance(expected, numbers) and isinstance(actual, numbers) and not isinstance(expected, bool):
-        return (
-            []
-            if math.isclose(expected, actual, rel_tol=tolerance, abs_tol=tolerance)
-            else [f"{path}: {expected} != {actual}"]
-        )
+        return [] if close(expected, actual, tolerance) else [f"{path}: {expected} != {actual}"]
     return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
 
 
@@ -262,15 +261,17 @@ def assert_same_rows(schema: str, table: str, single: pd.DataFrame, lake_rows: p
             far = [
                 (e, a)
                 for e, a, tolerance in zip(expected, actual, tolerances, strict=True)
-                if not ((math.isnan(a) and math.isnan(e)) or math.isclose(e, a, rel_tol=tolerance, abs_tol=tolerance))
+                if not close(e, a, tolerance)
             ]
             assert not far, f"{schema}.{table}.{column}: {len(far)} values differ beyond tolerance, e.g. {far[:3]}"
         elif column in JSON_COLUMNS:
-            # A record's details carry detector scores: the autoencoder's agree only within its tolerance.
+            # A record's details carry its detector's scores: the same tolerance as the scores themselves.
             differences = [
                 difference
-                for expected, actual in zip(single_rows[column], lake_sorted[column], strict=True)
-                for difference in json_differences(expected, actual, AUTOENCODER_TOLERANCE)
+                for expected, actual, tolerance in zip(
+                    single_rows[column], lake_sorted[column], row_tolerances(table, single_rows, column), strict=True
+                )
+                for difference in json_differences(expected, actual, tolerance)
             ]
             assert not differences, (
                 f"{schema}.{table}.{column}: {len(differences)} values differ, e.g. {differences[:3]}"
